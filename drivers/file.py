@@ -1,0 +1,46 @@
+"""Replay a `.dat` file: paced at camera rate x speed (live), or lossless as fast as consumers read.
+
+The ring carries frames as *stored*: for raw 416-wide captures (`stored_width=416`) each ring slot is
+height*416/8 bytes and the consumer strips the extra columns when it unpacks
+(stored_width = info.frame_bytes * 8 // info.height). Frame indices are the ring's stream indices, so
+they stay continuous across loops.
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+from ..errors import DriverError
+from ..formats import read_dat
+from .base import Driver, DriverOptions, SourceInfo
+from .pacing import check_speed, replay
+
+
+class FileReplay(Driver):
+    def __init__(self, path: str, options: DriverOptions | None = None):
+        options = options or DriverOptions()
+        self.options = options
+        self.speed = check_speed(options.speed)
+        self.path = os.fspath(path)
+        self.spikes = read_dat(self.path, options.height, options.width, stored_width=options.stored_width,
+                               allow_truncated=options.allow_truncated)
+        self.frames_out = 0
+        self.info = SourceInfo(name=f"file:{self.path}", height=options.height, width=options.width,
+                               rate_hz=float(options.rate_hz), live=self.speed is not None,
+                               frame_bytes=self.spikes.geometry.frame_bytes)
+
+    @property
+    def stored_width(self) -> int:
+        return self.spikes.geometry.stored_width
+
+    def run(self, ring, stop: threading.Event) -> None:
+        if ring.frame_bytes != self.info.frame_bytes:
+            raise DriverError(f"{self.info.name}: ring holds {ring.frame_bytes}-byte frames, the file has "
+                              f"{self.info.frame_bytes}-byte frames; size the ring from driver.info.frame_bytes")
+        o = self.options
+        max_frames = None if o.duration_s is None else int(round(o.duration_s * o.rate_hz))
+        replay(self, self.spikes.packed, ring, stop, rate_hz=o.rate_hz, speed=self.speed, loop=o.loop,
+               max_frames=max_frames)
+
+    def close(self) -> None:
+        self.spikes.close()
