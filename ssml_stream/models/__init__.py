@@ -1,0 +1,124 @@
+"""SSML reconstruction networks and their weight files.
+
+Every network maps a B x 41 x H x W float window of spikes (0/1) to B x 1 x H x W firing rate:
+- "bsn":  blind-spot network (training only), bsn.py
+- "nbsn": the paper's non-blind network, nbsn.py
+- "rt":   a small real-time non-blind network for live use, rt.py
+
+Weight files (`save_weights`) hold an fp16 state_dict with arch, config and meta in one torch file,
+plus a human-readable `<path>.json` with the same arch/config/meta.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import ModelError
+from .bsn import BlindSpotNet, BsnConfig
+from .nbsn import NbsnConfig, NonBlindNet
+from .rt import RealTimeNet, RtConfig
+
+__all__ = ["build_model", "save_weights", "load_weights", "ARCHS", "SHIPPED", "WEIGHTS_DIR",
+           "BlindSpotNet", "NonBlindNet", "RealTimeNet", "BsnConfig", "NbsnConfig", "RtConfig"]
+
+ARCHS = {"bsn": (BlindSpotNet, BsnConfig), "nbsn": (NonBlindNet, NbsnConfig), "rt": (RealTimeNet, RtConfig)}
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+SHIPPED = {"ssml": "ssml-rt.pt", "ssml-full": "ssml-full.pt"}
+FORMAT_TAG = "ssml-weights-v1"
+TRAIN_HINT = {"ssml": "ssml-train --nbsn rt", "ssml-full": "ssml-train --nbsn nbsn"}
+
+
+def build_model(arch: str, **config) -> nn.Module:
+    """A freshly initialised network; `config` overrides fields of the arch's config dataclass."""
+    if arch not in ARCHS:
+        raise ModelError(f"unknown model arch {arch!r}; choose from {', '.join(ARCHS)}")
+    cls, cfg_cls = ARCHS[arch]
+    known = {f.name for f in dataclasses.fields(cfg_cls)}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise ModelError(f"unknown config keys for {arch!r}: {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+    try:
+        return cls(cfg_cls(**config))
+    except (TypeError, ValueError) as e:
+        raise ModelError(f"invalid config for {arch!r}: {e}") from e
+
+
+def model_config(arch: str, **config) -> dict:
+    """The full config dict (defaults filled in) that build_model(arch, **config) uses."""
+    return _jsonable(dataclasses.asdict(ARCHS[arch][1](**config)))
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def save_weights(path, model: nn.Module, arch: str, config: dict, meta: dict) -> None:
+    """Write fp16 weights + arch + config + meta to `path` and the metadata to `<path>.json`."""
+    if arch not in ARCHS:
+        raise ModelError(f"unknown model arch {arch!r}; choose from {', '.join(ARCHS)}")
+    state = {k: (v.detach().to("cpu", torch.float16) if v.is_floating_point() else v.detach().cpu())
+             for k, v in model.state_dict().items()}
+    record = {"format": FORMAT_TAG, "arch": arch, "config": _jsonable(dict(config)), "meta": _jsonable(dict(meta))}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({**record, "state_dict": state}, path)
+    with open(str(path) + ".json", "w") as f:
+        json.dump(record, f, indent=2, default=str)
+
+
+def resolve_weights(name_or_path) -> Path:
+    """Path of a shipped weights name ("ssml", "ssml-full") or of a given file; ModelError if absent."""
+    name = os.fspath(name_or_path)
+    if name in SHIPPED:
+        path = WEIGHTS_DIR / SHIPPED[name]
+        if not path.exists():
+            raise ModelError(f"shipped weights not found: {path}; train them with `{TRAIN_HINT[name]}` "
+                             f"(see README) or pass --model PATH")
+        return path
+    path = Path(name).expanduser()
+    if not path.is_file():
+        raise ModelError(f"model weights not found: {path}; give a file written by save_weights/ssml-train "
+                         f"or one of {', '.join(SHIPPED)}")
+    return path
+
+
+def load_weights(name_or_path) -> tuple[nn.Module, dict]:
+    """(model in eval mode, float32, on CPU; meta dict) from a weights file or shipped name."""
+    path = resolve_weights(name_or_path)
+    try:
+        record = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # corrupted or foreign file: say which, not a pickle traceback
+        raise ModelError(f"cannot read weights file {path}: {e}") from e
+    if not isinstance(record, dict) or record.get("format") != FORMAT_TAG:
+        raise ModelError(f"{path} is not an ssml-stream weights file (expected format {FORMAT_TAG}); "
+                         f"TorchScript/.pt2 exports load through ssml_stream.runtime.load_model")
+    model = build_model(record["arch"], **_config_kwargs(record["arch"], record["config"]))
+    state = {k: v.float() if v.is_floating_point() else v for k, v in record["state_dict"].items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise ModelError(f"weights in {path} do not fit arch {record['arch']!r} with its config: {e}") from e
+    model.float().eval()
+    meta = dict(record.get("meta") or {})
+    meta.setdefault("arch", record["arch"])
+    meta.setdefault("config", record["config"])
+    return model, meta
+
+
+def _config_kwargs(arch: str, config: dict) -> dict:
+    fields = {f.name: f for f in dataclasses.fields(ARCHS[arch][1])}
+    out = {}
+    for k, v in config.items():
+        if k in fields and isinstance(v, list):
+            v = tuple(v)  # JSON turned tuples into lists
+        out[k] = v
+    return out

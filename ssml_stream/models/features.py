@@ -1,0 +1,55 @@
+"""Per-pixel temporal features of a spike window in pure torch (the Numba kernels in
+`ssml_stream.features` are the reference; these run on any device, inside `forward`, and trace/script).
+
+Input windows are float tensors B x T x H x W with values 0/1 (T odd). Both functions are vectorised
+over pixels: a handful of reductions over the frame axis, no Python loop over pixels.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def tfp_center(x: Tensor, n: int) -> Tensor:
+    """Mean firing rate of the centred n-frame sub-window: B x T x H x W -> B x 1 x H x W."""
+    t = x.shape[1]
+    if n < 1 or n > t or n % 2 == 0:
+        raise ValueError("tfp_center: n must be odd and at most the window length")
+    c = t // 2
+    half = n // 2
+    return x[:, c - half:c + half + 1].mean(dim=1, keepdim=True)
+
+
+def tfi_center(x: Tensor, search: int = 12, fallback: int = 24) -> Tensor:
+    """Texture from interval at the centre frame c = T // 2 (the SSML pseudo-label).
+
+    1 / (first spike in (c, c + search] - last spike in [c - search, c]); `fallback` replaces the
+    interval when either spike is missing, so values lie in [1 / fallback, 1].
+    B x T x H x W -> B x 1 x H x W.
+    """
+    t = x.shape[1]
+    if search < 1 or fallback < 1:
+        raise ValueError("tfi_center: search and fallback must be >= 1")
+    c = t // 2
+    lo = max(0, c - search)
+    hi = min(t - 1, c + search)
+    n_past = c - lo + 1
+    n_future = hi - c
+    # Frame k of the past block gets weight k + 1, so the max marks the latest spike (0: none).
+    past_rank = torch.arange(1, n_past + 1, dtype=x.dtype, device=x.device).view(1, n_past, 1, 1)
+    last = (x[:, lo:c + 1] * past_rank).amax(dim=1, keepdim=True)
+    # Future frames get decreasing weights, so the max marks the earliest spike (0: none).
+    future_rank = torch.arange(n_future, 0, -1, dtype=x.dtype, device=x.device).view(1, n_future, 1, 1)
+    first = (x[:, c + 1:hi + 1] * future_rank).amax(dim=1, keepdim=True)
+    # last frame = lo + last - 1; first frame = c + 1 + n_future - first.
+    interval = float(c + 2 + n_future - lo) - first - last
+    found = (last > 0) & (first > 0)
+    interval = torch.where(found, interval, torch.full_like(interval, float(fallback)))
+    return 1.0 / interval
+
+
+def motion_inputs(x: Tensor, tfp_lengths: tuple[int, int, int] = (11, 19, 27),
+                  search: int = 12, fallback: int = 24) -> tuple[Tensor, Tensor]:
+    """(TFP stack B x 3 x H x W over the centred sub-windows, TFI B x 1 x H x W) of one window."""
+    tfp = torch.cat([tfp_center(x, n) for n in tfp_lengths], dim=1)
+    return tfp, tfi_center(x, search, fallback)

@@ -1,0 +1,65 @@
+"""Non-blind network (NBSN) of SSML, the paper's full inference network.
+
+Architecture (issue 3):
+- Three overlapping 27-frame sub-windows of the 41-frame window, starting at frames 0, 7 and 14.
+- Per sub-window, non-blind motion features: TFP over its centred 11/19/27 frames mixed by a learned
+  1x1 conv (3 ch) and its centre TFI (search 12, fallback 24), each lifted by a 3x3 conv to 16 ch and
+  summed, then gated by CBAM-style channel + spatial attention.
+- One shared U-Net per sub-window on [27 frames, 16 gated features] (43 ch) -> 32 ch.
+- The three outputs concatenated (96 ch) -> second U-Net -> 384 ch -> 1x1 convs 384 -> 384 -> 96 -> 1.
+
+Choices where the issue is silent: the motion module and the first U-Net are shared across the
+three sub-windows and run on them as one batch; U-Net widths 48 (first, decoder 96) and 96 (second,
+decoder 192); CBAM reduction 4 and 7x7 spatial kernel; linear output (firing rate, no clamp).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .common import ChannelSpatialAttention, MotionLift, UNet, fusion_head
+from .features import tfi_center, tfp_center
+
+
+@dataclass
+class NbsnConfig:
+    frames: int = 41
+    sub_frames: int = 27
+    sub_offsets: tuple = (0, 7, 14)
+    motion_ch: int = 16
+    width1: int = 48
+    sub_out_ch: int = 32
+    width2: int = 96
+    tfi_search: int = 12
+    tfi_fallback: int = 24
+
+
+class NonBlindNet(nn.Module):
+    def __init__(self, config: NbsnConfig | None = None):
+        super().__init__()
+        cfg = config or NbsnConfig()
+        offsets = [int(o) for o in cfg.sub_offsets]
+        if min(offsets) < 0 or max(offsets) + cfg.sub_frames > cfg.frames:
+            raise ValueError(f"sub-windows {offsets} x {cfg.sub_frames} frames do not fit {cfg.frames} frames")
+        self.offsets = offsets
+        self.sub_frames = cfg.sub_frames
+        self.search = cfg.tfi_search
+        self.fallback = cfg.tfi_fallback
+        self.motion = MotionLift(cfg.motion_ch, blind=False)
+        self.attention = ChannelSpatialAttention(cfg.motion_ch)
+        self.sub_unet = UNet(cfg.sub_frames + cfg.motion_ch, cfg.width1, cfg.sub_out_ch)
+        self.fuse_unet = UNet(len(offsets) * cfg.sub_out_ch, cfg.width2, 384)
+        self.head = fusion_head(384)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: B x 41 x H x W spikes (0/1) -> B x 1 x H x W firing rate."""
+        b = x.shape[0]
+        subs = torch.cat([x[:, o:o + self.sub_frames] for o in self.offsets], dim=0)
+        tfp = torch.cat([tfp_center(subs, 11), tfp_center(subs, 19), tfp_center(subs, 27)], dim=1)
+        tfi = tfi_center(subs, self.search, self.fallback)
+        motion = self.attention(self.motion(tfp, tfi))
+        y = self.sub_unet(torch.cat([subs, motion], dim=1))
+        y = torch.cat([y[i * b:(i + 1) * b] for i in range(len(self.offsets))], dim=1)
+        return self.head(self.fuse_unet(y))

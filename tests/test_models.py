@@ -1,0 +1,197 @@
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from ssml_stream import features as ref
+from ssml_stream.errors import ModelError
+from ssml_stream.models import build_model, load_weights, save_weights, model_config
+from ssml_stream.models.features import tfi_center, tfp_center
+
+
+def spikes(shape, p=0.2, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.rand(shape, generator=g) < p).float()
+
+
+# ---------------------------------------------------------------- features
+
+@pytest.mark.parametrize("p", [0.02, 0.15, 0.6])
+def test_torch_features_match_numba_reference(rng, p):
+    win = (rng.random((41, 23, 17)) < p).astype(np.uint8)
+    x = torch.from_numpy(win).float()[None]
+    np.testing.assert_allclose(tfi_center(x)[0, 0].numpy(), ref.tfi(win, 12, 24), rtol=1e-6)
+    np.testing.assert_allclose(tfp_center(x, 41)[0, 0].numpy(), ref.tfp(win), rtol=1e-6)
+    for n in (11, 19, 27):
+        c = 20
+        np.testing.assert_allclose(tfp_center(x, n)[0, 0].numpy(), ref.tfp(win[c - n // 2:c + n // 2 + 1]), rtol=1e-6)
+
+
+def test_tfi_range_and_edge_cases():
+    x = torch.zeros(2, 41, 3, 3)
+    assert torch.all(tfi_center(x) == 1 / 24)            # no spikes: fallback
+    x[:, 20] = 1
+    x[:, 21] = 1
+    assert torch.all(tfi_center(x) == 1.0)               # spikes at c and c+1: interval 1
+    x = spikes((2, 27, 8, 8), 0.3)
+    v = tfi_center(x)
+    assert v.shape == (2, 1, 8, 8) and v.min() >= 1 / 24 and v.max() <= 1
+
+
+def test_features_script():
+    x = spikes((1, 41, 5, 6))
+    scripted_tfi = torch.jit.script(tfi_center)
+    scripted_tfp = torch.jit.script(tfp_center)
+    assert torch.equal(scripted_tfi(x, 12, 24), tfi_center(x))
+    assert torch.equal(scripted_tfp(x, 19), tfp_center(x, 19))
+
+
+# ---------------------------------------------------------------- blind spot
+
+@pytest.fixture(scope="module")
+def bsn64():
+    torch.manual_seed(0)
+    return build_model("bsn").double().eval()
+
+
+def _blind_check(model, x, pixels):
+    with torch.no_grad():
+        base = model(x)
+        for r, c in pixels:
+            own = x.clone()
+            own[0, :, r, c] = 1 - own[0, :, r, c]       # all 41 frames of the pixel itself
+            d_own = (model(own) - base)[0, 0, r, c].abs().item()
+            assert d_own < 1e-12, f"output at {(r, c)} changed by {d_own} when only its own input changed"
+            h, w = x.shape[-2:]
+            for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1), (-1, -1), (1, 1), (-2, 1)):
+                rr, cc = r + dr, c + dc
+                if not (0 <= rr < h and 0 <= cc < w):
+                    continue
+                nb = x.clone()
+                nb[0, :, rr, cc] = 1 - nb[0, :, rr, cc]
+                d_nb = (model(nb) - base)[0, 0, r, c].abs().item()
+                assert d_nb > 1e-8, f"output at {(r, c)} ignores neighbour {(rr, cc)}"
+
+
+def test_bsn_blind_spot_square(bsn64):
+    x = spikes((1, 41, 20, 20), seed=1).double()
+    _blind_check(bsn64, x, [(10, 10), (0, 0), (19, 19), (0, 13), (7, 19), (19, 3)])
+
+
+def test_bsn_blind_spot_nonsquare(bsn64):
+    x = spikes((1, 41, 14, 23), seed=2).double()    # not a multiple of 4 either
+    _blind_check(bsn64, x, [(6, 11), (13, 0), (0, 22), (13, 22), (12, 5), (3, 21)])
+
+
+def test_bsn_receptive_field_excludes_only_centre(bsn64):
+    """Gradient of one output pixel wrt the input: exactly zero at the pixel (all frames), non-zero
+    at every other pixel of the surrounding 9 x 9 block."""
+    x = spikes((1, 41, 24, 24), seed=3).double().requires_grad_(True)
+    r, c = 11, 12
+    bsn64(x)[0, 0, r, c].backward()
+    g = x.grad[0].abs().sum(0)
+    assert g[r, c].item() == 0.0
+    block = g[r - 4:r + 5, c - 4:c + 5].clone()
+    block[4, 4] = 1.0
+    assert torch.all(block > 0)
+
+
+def test_bsn_reflect_mode_leaks_near_padded_edge():
+    """Why nonsquare="split" is the default: reflect-padding to square puts a mirror copy of a pixel
+    next to the padded edge inside its own receptive field."""
+    torch.manual_seed(0)
+    model = build_model("bsn", nonsquare="reflect").double().eval()
+    x = spikes((1, 41, 14, 24), seed=4).double()
+    r, c = 12, 8          # reflect padding copies row 12 to row 14, just below the bottom edge
+    own = x.clone()
+    own[0, :, r, c] = 1 - own[0, :, r, c]
+    with torch.no_grad():
+        assert (model(own) - model(x))[0, 0, r, c].abs().item() > 1e-8
+
+
+# ---------------------------------------------------------------- shapes, weights
+
+@pytest.mark.parametrize("arch", ["bsn", "nbsn", "rt"])
+def test_shapes_any_size(arch):
+    torch.manual_seed(0)
+    model = build_model(arch).eval()
+    with torch.no_grad():
+        for h, w in ((40, 40), (13, 22)):
+            y = model(spikes((2, 41, h, w)))
+            assert y.shape == (2, 1, h, w) and torch.isfinite(y).all()
+
+
+def test_build_model_rejects_bad_config():
+    with pytest.raises(ModelError, match="unknown model arch"):
+        build_model("unet9")
+    with pytest.raises(ModelError, match="unknown config keys"):
+        build_model("rt", widht=8)
+
+
+@pytest.mark.parametrize("arch", ["rt", "nbsn"])
+def test_save_load_round_trip(tmp_path, arch):
+    torch.manual_seed(0)
+    cfg = {"width": 16} if arch == "rt" else {"width1": 16, "width2": 16}
+    model = build_model(arch, **cfg).eval()
+    path = tmp_path / "w.pt"
+    meta = {"command": "ssml-train --nbsn rt", "psnr_db": 31.5}
+    save_weights(path, model, arch, model_config(arch, **cfg), meta)
+    loaded, got_meta = load_weights(path)
+    assert not loaded.training and got_meta["psnr_db"] == 31.5 and got_meta["arch"] == arch
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    sidecar = json.loads((tmp_path / "w.pt.json").read_text())
+    assert sidecar["meta"]["command"] == meta["command"] and sidecar["arch"] == arch
+    x = spikes((1, 41, 16, 20))
+    with torch.no_grad():
+        diff = (loaded(x) - model(x)).abs().max().item()
+    assert 0 < diff < 1e-2        # fp16 storage: close, not bit-identical
+    for p in torch.load(path, weights_only=True)["state_dict"].values():
+        assert p.dtype == torch.float16
+
+
+def test_load_weights_errors(tmp_path, monkeypatch):
+    import ssml_stream.models as models
+    monkeypatch.setattr(models, "WEIGHTS_DIR", tmp_path)
+    with pytest.raises(ModelError, match="shipped weights not found.*ssml-rt.pt.*train"):
+        load_weights("ssml")
+    with pytest.raises(ModelError, match="not found"):
+        load_weights(tmp_path / "nope.pt")
+    bad = tmp_path / "bad.pt"
+    torch.save({"x": torch.zeros(1)}, bad)
+    with pytest.raises(ModelError, match="not an ssml-stream weights file"):
+        load_weights(bad)
+
+
+# ---------------------------------------------------------------- export
+
+def _trace_frozen(model, x):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(model, x, check_trace=False)
+        return torch.jit.freeze(traced.eval())
+
+
+def test_rt_trace_freeze_export_match_eager():
+    torch.manual_seed(0)
+    model = build_model("rt").eval()
+    x = spikes((1, 41, 250, 400), 0.15)
+    with torch.no_grad():
+        eager = model(x)
+        frozen = _trace_frozen(model, x)
+        assert (frozen(x) - eager).abs().max().item() <= 1e-4
+        exported = torch.export.export(model, (x,))
+        assert (exported.module()(x) - eager).abs().max().item() <= 1e-4
+
+
+@pytest.mark.slow
+def test_nbsn_trace_freeze_export_match_eager():
+    torch.manual_seed(0)
+    model = build_model("nbsn").eval()
+    x = spikes((1, 41, 40, 56), 0.15)
+    with torch.no_grad():
+        eager = model(x)
+        assert (_trace_frozen(model, x)(x) - eager).abs().max().item() <= 1e-4
+        exported = torch.export.export(model, (x,))
+        assert (exported.module()(x) - eager).abs().max().item() <= 1e-4
