@@ -1,0 +1,529 @@
+"""`ssml-view`: subscribe to an ssml-stream publisher and show the newest frame.
+
+Each loop drains everything queued on the SUB socket (non-blocking) and keeps only the newest valid
+frame, so a viewer that is slower than the stream shows fresh frames with gaps rather than building a
+backlog (CONFLATE cannot be used: it breaks multipart messages). Every message is validated with
+`ssml_stream.schema`; malformed ones are counted, shown in the overlay, and skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import zmq
+
+from . import schema
+from .cli_common import cli_entry
+from .display import DEFAULT_RATE_NORM, DisplayScale, to_display
+from .errors import ConfigError, SsmlError
+from .publish import DEFAULT_ENDPOINT
+
+WINDOW_TITLE = "ssml-view"
+DEFAULT_RCVHWM = 4          # small: old frames are worthless to a viewer
+MAX_DRAIN_MESSAGES = 512    # bound one drain so a very fast publisher cannot starve the display
+PANEL_LINE_PX = 18
+PANEL_MIN_WIDTH_PX = 480
+GAMMA_STEPS = (1.0, 1.5, 2.2)
+GAIN_STEP = 1.25
+
+
+class ViewerError(SsmlError):
+    """The viewer cannot run as asked (no display, unwritable output, ...)."""
+
+
+@dataclass
+class ViewerConfig:
+    connect: list[str] = field(default_factory=lambda: [DEFAULT_ENDPOINT])
+    headless: bool = False
+    record: str | None = None
+    record_fps: float = 30.0
+    snapshots: str | None = None
+    snapshot_interval_s: float = 1.0
+    contact_sheet: str | None = None
+    screenshot: str | None = None
+    burn_overlay: bool = False
+    duration_s: float | None = None
+    max_frames: int | None = None
+    rate_norm: float = DEFAULT_RATE_NORM
+    gain: float = 1.0
+    gamma: float = 1.0
+    scale: float | None = None      # display zoom; None = automatic
+    rcvhwm: int = DEFAULT_RCVHWM
+
+
+# ---------------------------------------------------------------- receiving
+
+class Subscriber:
+    """SUB socket that drains its queue and returns the newest valid frame, counting everything else."""
+
+    def __init__(self, endpoints: list[str], rcvhwm: int = DEFAULT_RCVHWM):
+        self._ctx = zmq.Context()
+        self._sock = self._ctx.socket(zmq.SUB)
+        self._sock.setsockopt(zmq.RCVHWM, rcvhwm)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        self._sock.setsockopt(zmq.SUBSCRIBE, b"")
+        try:
+            for endpoint in endpoints:
+                self._sock.connect(endpoint)
+        except zmq.ZMQError as e:
+            self.close()
+            raise ConfigError(f"cannot connect to {endpoint!r} ({zmq.strerror(e.errno)}); "
+                              "use tcp://HOST:PORT or ipc:///PATH") from None
+        self.received = 0        # messages of any kind
+        self.frames = 0          # valid frame messages
+        self.superseded = 0      # valid frames replaced by a newer one in the same drain (not shown)
+        self.gaps = 0            # frames missed in transport, from seq
+        self.restarts = 0        # seq went backwards: publisher restarted
+        self.malformed = 0
+        self.stats = 0
+        self.last_stats: dict = {}
+        self.last_error = ""
+        self._last_seq: int | None = None
+
+    def wait(self, timeout_ms: int) -> bool:
+        """True when a message is ready within timeout_ms."""
+        return bool(self._sock.poll(timeout_ms, zmq.POLLIN))
+
+    def drain(self) -> schema.Frame | None:
+        newest = None
+        for _ in range(MAX_DRAIN_MESSAGES):
+            try:
+                parts = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            self.received += 1
+            try:
+                msg = schema.decode(parts)
+            except schema.SchemaError as e:
+                self.malformed += 1
+                self.last_error = str(e)
+                continue
+            if isinstance(msg, schema.Stats):
+                self.stats += 1
+                self.last_stats = msg.values
+                continue
+            self._count_seq(msg.header.seq)
+            self.frames += 1
+            if newest is not None:
+                self.superseded += 1
+            newest = msg
+        return newest
+
+    def _count_seq(self, seq: int) -> None:
+        if self._last_seq is not None:
+            if seq > self._last_seq + 1:
+                self.gaps += seq - self._last_seq - 1
+            elif seq <= self._last_seq:
+                self.restarts += 1
+        self._last_seq = seq
+
+    def close(self) -> None:
+        self._sock.close(linger=0)
+        self._ctx.term()
+
+
+# ---------------------------------------------------------------- measuring
+
+class RateMeter:
+    """Frames per second over the last `window_s` seconds."""
+
+    def __init__(self, window_s: float = 1.0):
+        self.window_s = window_s
+        self._times: deque[float] = deque()
+
+    def tick(self, now_s: float) -> None:
+        self._times.append(now_s)
+        while self._times and now_s - self._times[0] > self.window_s:
+            self._times.popleft()
+
+    def fps(self, now_s: float) -> float:
+        if len(self._times) < 2 or now_s - self._times[-1] > self.window_s:
+            return 0.0
+        return (len(self._times) - 1) / max(self._times[-1] - self._times[0], 1e-9)
+
+
+# ---------------------------------------------------------------- drawing and writing
+
+def display_zoom(shape: tuple[int, int], requested: float | None) -> float:
+    """Automatic zoom: small frames are enlarged (integer factor), very large ones reduced to fit ~1000 px."""
+    if requested is not None:
+        return requested
+    h, w = shape
+    if max(h, w) > 1000:
+        return 1000 / max(h, w)
+    return float(max(1, min(4, PANEL_MIN_WIDTH_PX // max(w, 1), 500 // max(h, 1))))
+
+
+def zoom_image(image: np.ndarray, zoom: float) -> np.ndarray:
+    import cv2
+    if zoom == 1.0:
+        return image
+    h, w = image.shape[:2]
+    size = (max(1, round(w * zoom)), max(1, round(h * zoom)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_NEAREST if zoom > 1 else cv2.INTER_AREA)
+
+
+def compose(image_u1: np.ndarray, lines: list[tuple[str, tuple[int, int, int]]]) -> np.ndarray:
+    """BGR canvas: the (zoomed) image at the top left, a text panel below it (the image is not covered)."""
+    import cv2
+    h, w = image_u1.shape
+    width = max(w, PANEL_MIN_WIDTH_PX)
+    canvas = np.zeros((h + PANEL_LINE_PX * len(lines) + 6, width, 3), np.uint8)
+    canvas[:h, :w] = image_u1[:, :, None]
+    for i, (text, color) in enumerate(lines):
+        y = h + PANEL_LINE_PX * (i + 1)
+        cv2.putText(canvas, text, (6, y), cv2.FONT_HERSHEY_SIMPLEX, 0.45, color, 1, cv2.LINE_AA)
+    return canvas
+
+
+WHITE, YELLOW, RED, GREEN = (235, 235, 235), (0, 220, 255), (60, 60, 255), (80, 220, 80)
+
+
+class Recorder:
+    """mp4 (mp4v) writer whose size is fixed by the first frame; later frames of another size are resized."""
+
+    def __init__(self, path: str, fps: float):
+        self.path, self.fps = path, fps
+        self.frames = 0
+        self._writer = None
+        self._size: tuple[int, int] | None = None
+        parent = Path(path).resolve().parent
+        if not parent.is_dir():
+            raise ViewerError(f"cannot record to {path}: directory {parent} does not exist")
+
+    def write(self, image: np.ndarray) -> None:
+        import cv2
+        bgr = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image
+        if self._writer is None:
+            self._size = (bgr.shape[1], bgr.shape[0])
+            self._writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self._size)
+            if not self._writer.isOpened():
+                raise ViewerError(f"cannot open {self.path} for writing mp4 video (is the path writable?)")
+        if (bgr.shape[1], bgr.shape[0]) != self._size:
+            bgr = cv2.resize(bgr, self._size, interpolation=cv2.INTER_AREA)
+        self._writer.write(np.ascontiguousarray(bgr))
+        self.frames += 1
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+
+
+class ContactSheet:
+    """Keeps an evenly spaced sample of shown frames (halving when full) and tiles them into one PNG."""
+
+    def __init__(self, tiles: int = 12, columns: int = 4):
+        self.tiles, self.columns = tiles, columns
+        self._frames: list[np.ndarray] = []
+        self._step, self._count = 1, 0
+
+    def offer(self, image_u1: np.ndarray) -> None:
+        if self._count % self._step == 0:
+            self._frames.append(image_u1.copy())
+            if len(self._frames) >= 2 * self.tiles:
+                self._frames = self._frames[::2]
+                self._step *= 2
+        self._count += 1
+
+    def write(self, path: str) -> bool:
+        import cv2
+        if not self._frames:
+            return False
+        pick = np.linspace(0, len(self._frames) - 1, min(self.tiles, len(self._frames))).round().astype(int)
+        h, w = self._frames[0].shape
+        tiles = [cv2.resize(self._frames[i], (w, h)) for i in pick]
+        tiles += [np.zeros((h, w), np.uint8)] * (-len(tiles) % self.columns)
+        rows = [np.hstack(tiles[i:i + self.columns]) for i in range(0, len(tiles), self.columns)]
+        if not cv2.imwrite(path, np.vstack(rows)):
+            raise ViewerError(f"cannot write contact sheet {path}")
+        return True
+
+
+# ---------------------------------------------------------------- the viewer
+
+class Viewer:
+    def __init__(self, config: ViewerConfig):
+        self.cfg = config
+        self.gain, self.gamma = config.gain, config.gamma
+        self.paused = False
+        self.stop_reason = ""
+        self.shown = 0
+        self.latencies_ms: list[float] = []
+        self.meter = RateMeter()
+        self.canvas: np.ndarray | None = None
+        self.current: np.ndarray | None = None        # display-scaled u1 of the newest shown frame
+        self.header: schema.FrameHeader | None = None
+        self.recorder: Recorder | None = Recorder(config.record, config.record_fps) if config.record else None
+        self.sheet = ContactSheet() if config.contact_sheet else None
+        self._last_snapshot_s = -math.inf
+        self._last_frame_s: float | None = None
+        if config.snapshots:
+            Path(config.snapshots).mkdir(parents=True, exist_ok=True)
+        self.sub = Subscriber(config.connect, config.rcvhwm)
+
+    # ----- per frame
+    def _scale(self) -> DisplayScale:
+        return DisplayScale(rate_norm=self.cfg.rate_norm, gamma=self.gamma, gain=self.gain)
+
+    def show(self, frame: schema.Frame, now_s: float) -> None:
+        self.header = frame.header
+        self.current = to_display(frame.image, self._scale())
+        self.shown += 1
+        self._last_frame_s = now_s
+        self.meter.tick(now_s)
+        latency_ms = (time.time_ns() - frame.header.capture_ns) / 1e6
+        if len(self.latencies_ms) < 1_000_000:
+            self.latencies_ms.append(latency_ms)
+        if self.sheet is not None:
+            self.sheet.offer(self.current)
+        if self.recorder is not None:
+            self.recorder.write(self._output_image(now_s))
+        if self.cfg.headless and self.cfg.snapshots and now_s - self._last_snapshot_s >= self.cfg.snapshot_interval_s:
+            self.snapshot(now_s)
+
+    def _output_image(self, now_s: float) -> np.ndarray:
+        """What recordings and snapshots get: the clean frame, or the full canvas with --burn-overlay."""
+        return self.render(now_s) if self.cfg.burn_overlay else self.current
+
+    def overlay_lines(self, now_s: float) -> list[tuple[str, tuple[int, int, int]]]:
+        h, s = self.header, self.sub
+        recent = self.latencies_ms[-30:]
+        latency = f"{float(np.median(recent)):.0f} ms" if recent else "-"
+        state = " PAUSED" if self.paused else ""
+        state += " REC" if self.recorder is not None and not self.cfg.headless else ""
+        lines = [(f"fps {self.meter.fps(now_s):.1f}  latency {latency}  model {h.model}  seq {h.seq}{state}", WHITE),
+                 (f"gaps {s.gaps}  dropped {h.dropped}  skipped {h.skipped}  malformed {s.malformed}",
+                  RED if s.malformed else WHITE),
+                 (f"{h.shape[1]}x{h.shape[0]} {h.dtype}  gain {self.gain:.2f}  gamma {self.gamma:.1f}", WHITE)]
+        if self._last_frame_s is not None and now_s - self._last_frame_s > 2.0:
+            lines.append((f"no frames for {now_s - self._last_frame_s:.0f} s", YELLOW))
+        return lines
+
+    def render(self, now_s: float) -> np.ndarray:
+        image = zoom_image(self.current, display_zoom(self.current.shape, self.cfg.scale))
+        self.canvas = compose(image, self.overlay_lines(now_s))
+        return self.canvas
+
+    def render_waiting(self) -> np.ndarray:
+        self.canvas = compose(np.zeros((120, PANEL_MIN_WIDTH_PX), np.uint8),
+                              [(f"waiting for a publisher on {', '.join(self.cfg.connect)}", YELLOW)])
+        return self.canvas
+
+    # ----- actions
+    def snapshot(self, now_s: float) -> str | None:
+        import cv2
+        if self.current is None:
+            return None
+        folder = Path(self.cfg.snapshots or ".")
+        path = folder / f"ssml-view-{self.header.seq:08d}.png"
+        if not cv2.imwrite(str(path), self._output_image(now_s)):
+            raise ViewerError(f"cannot write snapshot {path}")
+        self._last_snapshot_s = now_s
+        return str(path)
+
+    def toggle_recording(self) -> None:
+        if self.recorder is not None:
+            self.recorder.close()
+            print(f"ssml-view: recorded {self.recorder.frames} frames to {self.recorder.path}", file=sys.stderr)
+            self.recorder = None
+        else:
+            path = self.cfg.record or time.strftime("ssml-view-%Y%m%d-%H%M%S.mp4")
+            self.recorder = Recorder(path, self.cfg.record_fps)
+            print(f"ssml-view: recording to {path}", file=sys.stderr)
+
+    def handle_key(self, key: int, now_s: float) -> None:
+        if key in (ord("q"), 27):
+            self.stop_reason = "key"
+        elif key == ord(" "):
+            self.paused = not self.paused
+        elif key == ord("s"):
+            path = self.snapshot(now_s)
+            if path:
+                print(f"ssml-view: wrote {path}", file=sys.stderr)
+        elif key in (ord("+"), ord("=")):
+            self.gain *= GAIN_STEP
+        elif key in (ord("-"), ord("_")):
+            self.gain /= GAIN_STEP
+        elif key == ord("g"):
+            nxt = [g for g in GAMMA_STEPS if g > self.gamma + 1e-6]
+            self.gamma = nxt[0] if nxt else GAMMA_STEPS[0]
+        elif key == ord("r"):
+            self.toggle_recording()
+
+    # ----- loop
+    def run(self) -> int:
+        cfg = self.cfg
+        window = None if cfg.headless else _open_window()
+        start_s = time.monotonic()
+        told_waiting = False
+        try:
+            while not self.stop_reason:
+                now_s = time.monotonic()
+                if cfg.duration_s is not None and now_s - start_s >= cfg.duration_s:
+                    self.stop_reason = "duration"
+                    break
+                ready = self.sub.wait(10 if window else 100)
+                frame = self.sub.drain() if ready else None   # drained even while paused: no backlog
+                now_s = time.monotonic()
+                if frame is not None and not self.paused:
+                    if told_waiting and self.shown == 0:
+                        print(f"ssml-view: receiving {frame.header.shape[1]}x{frame.header.shape[0]} "
+                              f"{frame.header.dtype} frames, model {frame.header.model}", file=sys.stderr)
+                    self.show(frame, now_s)
+                    if cfg.max_frames is not None and self.shown >= cfg.max_frames:
+                        self.stop_reason = "max-frames"
+                if self.shown == 0 and not told_waiting and now_s - start_s > 0.5:
+                    print(f"ssml-view: waiting for a publisher on {', '.join(cfg.connect)} ...", file=sys.stderr)
+                    told_waiting = True
+                if window:
+                    self._update_window(now_s)
+        finally:
+            self._finish(window, time.monotonic() - start_s)
+        return 0 if self.shown or self.stop_reason in ("key", "signal") else 1
+
+    def _update_window(self, now_s: float) -> None:
+        import cv2
+        canvas = self.render(now_s) if self.current is not None else self.render_waiting()
+        cv2.imshow(WINDOW_TITLE, canvas)
+        key = cv2.waitKey(1)
+        if key != -1:
+            self.handle_key(key & 0xFF, now_s)
+        if cv2.getWindowProperty(WINDOW_TITLE, cv2.WND_PROP_VISIBLE) < 1:
+            self.stop_reason = "window closed"
+
+    def _finish(self, window: bool | None, elapsed_s: float) -> None:
+        import cv2
+        cfg = self.cfg
+        if cfg.screenshot:
+            canvas = self.canvas
+            if canvas is None and self.current is not None:
+                canvas = self.render(time.monotonic())
+            if canvas is not None:
+                cv2.imwrite(cfg.screenshot, canvas)
+        visible = None
+        if window:
+            visible = cv2.getWindowProperty(WINDOW_TITLE, cv2.WND_PROP_VISIBLE) >= 1
+            cv2.destroyAllWindows()
+            cv2.waitKey(1)
+        if self.recorder is not None:
+            self.recorder.close()
+        if self.sheet is not None:
+            self.sheet.write(cfg.contact_sheet)
+        self.sub.close()
+        print(self.summary(elapsed_s, visible))
+
+    def summary(self, elapsed_s: float, window_visible: bool | None = None) -> str:
+        s = self.sub
+        lat = np.percentile(self.latencies_ms, [50, 99]) if self.latencies_ms else None
+        parts = [f"ssml-view: shown {self.shown} frames in {elapsed_s:.1f} s ({self.shown / max(elapsed_s, 1e-9):.1f} fps)",
+                 f"received {s.frames}", f"superseded {s.superseded}", f"gaps {s.gaps}",
+                 f"malformed {s.malformed}", f"stats {s.stats}"]
+        if lat is not None:
+            parts.append(f"latency p50 {lat[0]:.1f} ms p99 {lat[1]:.1f} ms")
+        if self.header is not None:
+            parts.append(f"dropped {self.header.dropped} skipped {self.header.skipped}")
+        if self.recorder is not None:
+            parts.append(f"recorded {self.recorder.frames} to {self.recorder.path}")
+        if window_visible is not None:
+            parts.append(f"window {'visible' if window_visible else 'not visible'}")
+        if self.shown == 0:
+            parts.append(f"no frames from {', '.join(self.cfg.connect)}")
+        return ", ".join(parts)
+
+
+def _open_window() -> bool:
+    """Open the OpenCV window, or explain why there is none (Qt would abort the process instead)."""
+    import cv2
+    if sys.platform.startswith("linux"):
+        if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+            raise ViewerError("no display (DISPLAY is not set); use --headless --record out.mp4 or --snapshots DIR")
+        if os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+            os.environ.setdefault("QT_QPA_PLATFORM", "xcb")
+        os.environ.setdefault("QT_LOGGING_RULES", "qt.qpa.*=false")
+    try:
+        cv2.namedWindow(WINDOW_TITLE, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
+    except cv2.error as e:
+        raise ViewerError(f"cannot open a window ({str(e).strip().splitlines()[-1]}); use --headless") from None
+    return True
+
+
+# ---------------------------------------------------------------- command line
+
+EXAMPLES = """examples:
+  ssml-view                                     # window on the default publisher tcp://127.0.0.1:5555
+  ssml-view --connect ipc:///tmp/ssml.ipc --gamma 1.5
+  ssml-view --headless --record out.mp4 --duration 20
+  ssml-view --headless --snapshots shots/ --max-frames 100
+keys: q/Esc quit, space pause, s snapshot PNG, +/- gain, g gamma, r start/stop recording
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ssml-view", description=__doc__.splitlines()[0],
+                                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--connect", action="append", metavar="ENDPOINT",
+                   help=f"publisher endpoint (repeatable; default {DEFAULT_ENDPOINT})")
+    p.add_argument("--headless", action="store_true", help="no window (use with --record / --snapshots)")
+    p.add_argument("--record", metavar="OUT.mp4", help="record shown frames to an mp4 (mp4v); r toggles in a window")
+    p.add_argument("--record-fps", type=float, default=30.0, help="playback rate of the recording (default 30)")
+    p.add_argument("--snapshots", metavar="DIR", help="PNG folder: s key in a window, every --snapshot-interval headless")
+    p.add_argument("--snapshot-interval", type=float, default=1.0, metavar="S", help="headless snapshot period (s)")
+    p.add_argument("--contact-sheet", metavar="PNG", help="at exit, tile 12 evenly spaced shown frames into one PNG")
+    p.add_argument("--screenshot", metavar="PNG", help="at exit, write exactly the last image drawn (with overlay)")
+    p.add_argument("--burn-overlay", action="store_true", help="draw the overlay into recordings and snapshots")
+    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
+    p.add_argument("--max-frames", type=int, metavar="N", help="stop after showing N frames")
+    p.add_argument("--rate-norm", type=float, default=DEFAULT_RATE_NORM, help="firing rate shown as white (f4/f2)")
+    p.add_argument("--gain", type=float, default=1.0, help="display gain (+/- keys)")
+    p.add_argument("--gamma", type=float, default=1.0, help="display gamma, >1 brightens darks (g key)")
+    p.add_argument("--scale", type=float, help="window zoom (default: automatic)")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> ViewerConfig:
+    for name in ("record_fps", "snapshot_interval", "rate_norm", "gain", "gamma", "scale", "duration"):
+        value = getattr(args, name)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise ConfigError(f"--max-frames must be at least 1, got {args.max_frames}")
+    if args.headless and not (args.record or args.snapshots or args.contact_sheet or args.screenshot
+                              or args.duration or args.max_frames):
+        raise ConfigError("--headless shows nothing: add --record OUT.mp4, --snapshots DIR, --duration or --max-frames")
+    return ViewerConfig(
+        connect=args.connect or [DEFAULT_ENDPOINT], headless=args.headless, record=args.record,
+        record_fps=args.record_fps, snapshots=args.snapshots, snapshot_interval_s=args.snapshot_interval,
+        contact_sheet=args.contact_sheet, screenshot=args.screenshot, burn_overlay=args.burn_overlay,
+        duration_s=args.duration, max_frames=args.max_frames, rate_norm=args.rate_norm, gain=args.gain,
+        gamma=args.gamma, scale=args.scale)
+
+
+@cli_entry("ssml-view")
+def main(argv=None) -> int:
+    cfg = config_from_args(build_parser().parse_args(argv))
+    viewer = Viewer(cfg)
+
+    def stop(signum, _frame):
+        viewer.stop_reason = "signal"
+
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)} if in_main_thread else {}
+    try:
+        return viewer.run()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+if __name__ == "__main__":
+    main()
