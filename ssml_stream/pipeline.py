@@ -1,0 +1,571 @@
+"""The streaming pipeline: driver -> ring -> windows -> reconstruction -> publish/save (GUIDE 1, issue 4).
+
+Stages run as **threads** in one process, each with one job:
+
+- capture:     `driver.run(ring, stop)` pushes packed frames into `ssml_stream.ring.Ring`;
+- record:      (optional, --record) its own ring cursor writes every packed frame to a `.dat` file;
+- reconstruct: reads windows from its cursor, unpacks them (Numba) and runs the model;
+- sink:        publishes (ZeroMQ), appends to --save, hands outputs to `stream()` and measures latency;
+- the caller's thread prints a status line about once a second and waits for the end.
+
+Why threads, not processes: the heavy work (Numba unpack with `nogil`, torch kernels, ZeroMQ sends,
+file writes) releases the GIL, so threads do run in parallel on the two cores, and they share the ring,
+the windows and the output frames without copies or shared-memory plumbing. Torch is limited to
+cpu_count - 1 threads (see runtime.py) so capture always has a core.
+
+Where frames get lost, and how it is counted:
+- `dropped`: spike frames lost at ingest, i.e. frames the ring overwrote before the reconstruction (or
+  recorder) cursor read them (`Cursor.dropped`), plus any the driver itself reports (`frames_dropped`).
+- `skipped`: windows on the stride grid that were not reconstructed. Only the live scheduler skips:
+  it always takes the **newest complete window** (`Cursor.read_latest`) at the target fps, so a slow
+  model lowers the output rate but never slows the source or builds a backlog.
+- Lossless mode (a non-live source such as `file:X.dat --speed max`, or any `--stride` without `--fps`)
+  reconstructs every window on the grid `window//2 + k*stride` with `unpack.SlidingWindows`; a lossless
+  ring blocks the replay instead of dropping.
+"""
+from __future__ import annotations
+
+import os
+import queue
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+
+from .errors import ConfigError, SsmlError
+from .ring import Ring
+from .unpack import SlidingWindows, unpack_into
+
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
+DEFAULT_FPS = 30.0
+FORMATS = ("u1", "f4", "f2")
+
+
+@dataclass
+class PipelineConfig:
+    """Everything a run needs; `stream_cli.config_from_args` is the one place CLI args become this."""
+
+    device: str = "sim"
+    model: str = "tfp"
+    window_frames: int = 41
+    stride_frames: int | None = None     # lossless grid spacing (spike frames)
+    fps: float | None = None             # live target rate; default 30 when neither stride nor fps is set
+    duration_s: float | None = None      # stream time, passed to the driver
+    speed: float | None = 1.0            # replay pace; None = max (lossless)
+    loop: bool = False
+    save_path: str | None = None
+    record_path: str | None = None
+    publish: list[str] = field(default_factory=list)
+    fmt: str = "u1"
+    gamma: float = 1.0
+    rate_norm: float = 0.6
+    compute: str = "auto"
+    precision: str = "auto"
+    threads: int | None = None
+    height: int = 250
+    width: int = 400
+    stored_width: int = 0
+    allow_truncated: bool = False
+    rate_hz: float = 40_000.0
+    seed: int = 0
+    ring_frames: int = 16384             # 0.4 s at 40 kHz; the live scheduler needs only window_frames
+    status_interval_s: float | None = 1.0  # None: no status lines (the Python API default)
+    print_summary: bool = True
+
+    def validate(self) -> "PipelineConfig":
+        if self.window_frames < 1 or self.window_frames % 2 == 0:
+            raise ConfigError(f"--window must be a positive odd number of frames, got {self.window_frames}")
+        if self.stride_frames is not None and self.stride_frames < 1:
+            raise ConfigError(f"--stride must be >= 1 spike frame, got {self.stride_frames}")
+        if self.stride_frames is not None and self.fps is not None:
+            raise ConfigError("give either --stride (every window on a grid) or --fps (live rate), not both")
+        if self.fps is not None and not (0 < self.fps <= 10_000):
+            raise ConfigError(f"--fps must be in (0, 10000], got {self.fps}")
+        if self.duration_s is not None and not self.duration_s > 0:
+            raise ConfigError(f"--duration must be > 0 seconds, got {self.duration_s}")
+        if self.speed is not None and not self.speed > 0:
+            raise ConfigError(f"--speed must be a positive number or 'max', got {self.speed}")
+        if self.fmt not in FORMATS:
+            raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {self.fmt!r}")
+        if not self.gamma > 0 or not self.rate_norm > 0:
+            raise ConfigError(f"--gamma and --rate-norm must be > 0, got {self.gamma} and {self.rate_norm}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"--threads must be >= 1, got {self.threads}")
+        if self.ring_frames < 2 * self.window_frames:
+            raise ConfigError(f"ring of {self.ring_frames} frames is too small for {self.window_frames}-frame windows")
+        for path in (self.save_path, self.record_path):
+            if path:
+                parent = os.path.dirname(os.path.abspath(path))
+                if not os.path.isdir(parent):
+                    raise ConfigError(f"cannot write {path}: folder {parent} does not exist")
+        return self
+
+
+@dataclass
+class Output:
+    """One reconstructed frame: firing rate (spikes/frame) and where it sits in the spike stream."""
+
+    frame: np.ndarray    # H x W float32
+    center: int          # spike-frame index of the window centre
+    first: int
+    last: int
+    capture_ns: int      # wall clock (time.time_ns) when spike frame `last` was captured
+    seq: int = 0
+    publish_ns: int = 0
+
+
+@dataclass
+class Summary:
+    frames_in: int
+    frames_dropped: int
+    windows_out: int
+    windows_skipped: int
+    fps: float
+    latency_p50_ms: float
+    latency_p99_ms: float
+    wall_s: float
+    model: str
+    frames_recorded: int | None = None
+    record_dropped: int | None = None
+
+    def line(self) -> str:
+        s = (f"frames in {self.frames_in}, frames dropped {self.frames_dropped}, windows out {self.windows_out}, "
+             f"fps {self.fps:.1f}, latency p50 {self.latency_p50_ms:.1f} ms p99 {self.latency_p99_ms:.1f} ms, "
+             f"skipped {self.windows_skipped}, model {self.model}")
+        if self.frames_recorded is not None:
+            s += f", recorded {self.frames_recorded} (dropped {self.record_dropped})"
+        return s
+
+
+class NpzSaver:
+    """--save: frames go to a temporary raw file as they arrive (memory stays flat), and become
+    `frames` (N x H x W float32) + `center`, `first`, `last`, `capture_ns` (N) in one .npz on close.
+    The .npz appears atomically (written under a temporary name, then renamed)."""
+
+    def __init__(self, path: str, height: int, width: int):
+        self.path = path if path.endswith(".npz") else path + ".npz"
+        self.shape = (height, width)
+        folder = os.path.dirname(os.path.abspath(self.path))
+        fd, self._raw_path = tempfile.mkstemp(prefix=".frames-", suffix=".raw", dir=folder)
+        self._raw = os.fdopen(fd, "wb")
+        self.meta: dict[str, list[int]] = {"center": [], "first": [], "last": [], "capture_ns": []}
+
+    def append(self, out: Output) -> None:
+        self._raw.write(np.ascontiguousarray(out.frame, np.float32).data)
+        for k in self.meta:
+            self.meta[k].append(getattr(out, k))
+
+    def close(self) -> None:
+        if self._raw is None:
+            return
+        self._raw.close()
+        self._raw = None
+        n = len(self.meta["center"])
+        try:
+            frames = (np.memmap(self._raw_path, np.float32, "r", shape=(n, *self.shape)) if n
+                      else np.zeros((0, *self.shape), np.float32))
+            tmp = self.path + ".part"
+            with open(tmp, "wb") as f:
+                np.savez(f, frames=frames, **{k: np.asarray(v, np.int64) for k, v in self.meta.items()})
+            del frames
+            os.replace(tmp, self.path)
+        finally:
+            os.unlink(self._raw_path)
+
+
+class LatencyStats:
+    """Latencies (ms) and output times, appended by the sink thread, read by the status loop."""
+
+    def __init__(self):
+        self.all_ms: list[float] = []
+        self.out_times: list[float] = []
+        self._since = 0
+
+    def add(self, latency_ms: float, t: float) -> None:
+        self.all_ms.append(latency_ms)
+        self.out_times.append(t)
+
+    def recent(self) -> tuple[list[float], list[float]]:
+        end = len(self.all_ms)
+        lat, times = self.all_ms[self._since:end], self.out_times[max(0, self._since - 1):end]
+        self._since = end
+        return lat, times
+
+    @staticmethod
+    def percentiles(ms: list[float]) -> tuple[float, float]:
+        if not ms:
+            return float("nan"), float("nan")
+        p50, p99 = np.percentile(np.asarray(ms), [50, 99])
+        return float(p50), float(p99)
+
+    def fps(self) -> float:
+        t = self.out_times
+        return (len(t) - 1) / (t[-1] - t[0]) if len(t) >= 2 and t[-1] > t[0] else 0.0
+
+
+_STOP_ITEM = object()
+
+
+class Pipeline:
+    """Build with a PipelineConfig; `run()` blocks until the source ends, `stop()` is called or the
+    duration passes; `on_output` (called on the sink thread) receives every Output."""
+
+    def __init__(self, config: PipelineConfig, on_output: Callable[[Output], None] | None = None,
+                 reconstructor=None, log=None):
+        from .drivers import DriverOptions, open_driver
+        self.config = c = config.validate()
+        self.on_output = on_output
+        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.stop_event = threading.Event()
+        self._closers: list[Callable[[], None]] = []
+        self._errors: list[BaseException] = []
+        self.summary: Summary | None = None
+        self._threads: list[threading.Thread] = []
+        self._t_start = 0.0
+        self._finished = threading.Event()
+        try:
+            self.driver = open_driver(c.device, DriverOptions(
+                height=c.height, width=c.width, stored_width=c.stored_width, rate_hz=c.rate_hz, speed=c.speed,
+                loop=c.loop, allow_truncated=c.allow_truncated, seed=c.seed, duration_s=c.duration_s))
+            self._closers.append(self.driver.close)
+            info = self.driver.info
+            self.height, self.width, self.rate_hz = info.height, info.width, info.rate_hz
+            self.stored_width = info.frame_bytes * 8 // info.height
+            self.lossless = not info.live or (c.stride_frames is not None and c.fps is None)
+            self.fps = None if self.lossless else (c.fps or DEFAULT_FPS)
+            target_fps = c.fps or DEFAULT_FPS
+            self.stride = c.stride_frames or max(1, int(round(self.rate_hz / target_fps)))
+            if reconstructor is None:
+                from .runtime import load_model
+                reconstructor = load_model(c.model, c.compute, precision=c.precision, threads=c.threads)
+            self.rec = reconstructor
+            wf = getattr(self.rec, "window_frames", None)
+            if wf and wf != c.window_frames:
+                raise ConfigError(f"model {self.rec.name} takes {wf}-frame windows; use --window {wf}")
+            self.ring = Ring(info.frame_bytes, capacity=c.ring_frames, lossless=not info.live)
+            self.rec_cursor = self.ring.cursor()
+            self.rec_cursor_record = self.ring.cursor() if c.record_path else None
+            self.saver = NpzSaver(c.save_path, self.height, self.width) if c.save_path else None
+            if self.saver:
+                self._closers.append(self.saver.close)
+            self.publisher = _open_publisher(c)
+            if self.publisher is not None:
+                self._closers.append(self.publisher.close)
+        except BaseException:
+            self.close()
+            raise
+        self.sink_queue: queue.Queue = queue.Queue(maxsize=8)
+        self.windows_out = 0
+        self.skipped = 0
+        self.frames_recorded = 0
+        self.latency = LatencyStats()
+        self._seq = 0
+
+    # ----- counters --------------------------------------------------------------------------------
+    @property
+    def dropped(self) -> int:
+        return self.rec_cursor.dropped + int(getattr(self.driver, "frames_dropped", 0) or 0)
+
+    @property
+    def frames_in(self) -> int:
+        return self.ring.head
+
+    # ----- stages ----------------------------------------------------------------------------------
+    def _capture(self) -> None:
+        try:
+            self.driver.run(self.ring, self.stop_event)
+        finally:
+            self.ring.close()
+
+    def _record(self) -> None:
+        from .formats import DatWriter
+        cursor = self.rec_cursor_record
+        writer = DatWriter(self.config.record_path, self.height, self.stored_width)
+        self._closers.insert(0, writer.close)
+        buf = np.empty((1024, self.ring.frame_bytes), np.uint8)
+        while True:
+            first, count = cursor.read(buf)
+            if count:
+                writer.write_packed(buf[:count])
+                self.frames_recorded = writer.frames_written
+            elif self.ring.closed and cursor.available == 0:
+                break
+            elif self.stop_event.is_set():
+                # a stop drains what is already in the ring, then ends
+                if cursor.available == 0:
+                    break
+            else:
+                cursor.wait(1, 0.05)
+        writer.close()
+
+    def _emit(self, frame: np.ndarray, center: int, capture_ns: int) -> None:
+        half = self.config.window_frames // 2
+        out = Output(frame, center, center - half, center + half, int(capture_ns))
+        while not self.stop_event.is_set():
+            try:
+                self.sink_queue.put(out, timeout=0.1)
+                break
+            except queue.Full:
+                continue
+        self.windows_out += 1
+
+    def _reconstruct_lossless(self) -> None:
+        c, cursor = self.config, self.rec_cursor
+        windows = SlidingWindows(self.height, self.width, c.window_frames, self.stride, self.stored_width)
+        chunk = np.empty((256, self.ring.frame_bytes), np.uint8)
+        chunk_ns = np.empty(256, np.int64)
+        while not self.stop_event.is_set():
+            first, count = cursor.read(chunk, chunk_ns)
+            if count == 0:
+                if self.ring.closed and cursor.available == 0:
+                    return
+                cursor.wait(1, 0.1)
+                continue
+            for center, window in windows.feed(chunk[:count], first):
+                frame = self.rec(window, np.empty((self.height, self.width), np.float32))
+                self._emit(frame, center, chunk_ns[center + windows.half - first])
+                if self.stop_event.is_set():
+                    return
+
+    def _reconstruct_live(self) -> None:
+        c, cursor = self.config, self.rec_cursor
+        n, half = c.window_frames, c.window_frames // 2
+        packed = np.empty((n, self.ring.frame_bytes), np.uint8)
+        packed_ns = np.empty(n, np.int64)
+        window = np.zeros((n, self.height, self.width), np.uint8)
+        period_s = 1.0 / self.fps
+        next_t = time.perf_counter()
+        first_center = None
+        while not self.stop_event.is_set():
+            now = time.perf_counter()
+            if now < next_t:
+                self.stop_event.wait(next_t - now)
+                continue
+            first, jumped = cursor.read_latest(n, packed, packed_ns)
+            if jumped < 0:  # fewer than n new frames since the last window
+                if self.ring.closed and cursor.available < n:
+                    return
+                cursor.wait(n, 0.1)
+                continue
+            next_t = max(next_t + period_s, time.perf_counter() - period_s)  # no catch-up bursts
+            unpack_into(packed, window, self.stored_width)
+            frame = self.rec(window, np.empty((self.height, self.width), np.float32))
+            center = first + half
+            if first_center is None:
+                first_center = center
+            self._emit(frame, center, packed_ns[-1])
+            # grid windows (centre0 + k*stride) up to this centre that got no output; jitter of less
+            # than half a stride is not a skip
+            grid = (center - first_center + self.stride // 2) // self.stride + 1
+            self.skipped = max(self.skipped, grid - self.windows_out)
+
+    def _reconstruct(self) -> None:
+        try:
+            if self.lossless:
+                self._reconstruct_lossless()
+            else:
+                self._reconstruct_live()
+        finally:
+            self.sink_queue.put(_STOP_ITEM)
+
+    def _sink(self) -> None:
+        c = self.config
+        model_name = getattr(self.rec, "name", str(c.model))
+        while True:
+            item = self.sink_queue.get()
+            if item is _STOP_ITEM:
+                return
+            if isinstance(item, dict):  # stats, sent from this thread (ZeroMQ sockets are single-thread)
+                if self.publisher is not None:
+                    self.publisher.send_stats(item)
+                continue
+            item.seq = self._seq
+            self._seq += 1
+            if self.publisher is not None:
+                self.publisher.send_frame(item.frame, seq=item.seq, center=item.center, first=item.first,
+                                          last=item.last, capture_ns=item.capture_ns, model=model_name,
+                                          dropped=self.dropped, skipped=self.skipped)
+            if self.saver is not None:
+                self.saver.append(item)
+            item.publish_ns = time.time_ns()
+            self.latency.add((item.publish_ns - item.capture_ns) / 1e6, time.perf_counter())
+            if self.on_output is not None:
+                self.on_output(item)
+
+    def _guard(self, fn):
+        def run():
+            try:
+                fn()
+            except BaseException as e:  # surfaced by run(); stop the other stages
+                self._errors.append(e)
+                self.stop_event.set()
+                self.ring.close()
+        return run
+
+    # ----- control ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.rec.warm_up(self.height, self.width, self.config.window_frames)
+        self._t_start = time.perf_counter()
+        stages = [("capture", self._capture), ("reconstruct", self._reconstruct), ("sink", self._sink)]
+        if self.rec_cursor_record is not None:
+            stages.append(("record", self._record))
+        for name, fn in stages:
+            t = threading.Thread(target=self._guard(fn), name=f"ssml-{name}", daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def stop(self) -> None:
+        """Stop every stage (safe from a signal handler): source, ring waits, model loop."""
+        self.stop_event.set()
+        self.ring.close()
+
+    def run(self) -> Summary:
+        """Start (if needed), print status lines, wait for the end, close everything, return the summary."""
+        if not self._threads:
+            self.start()
+        interval = self.config.status_interval_s
+        next_status = time.perf_counter() + (interval or 1.0)
+        try:
+            while any(t.is_alive() for t in self._threads):
+                self._threads[1].join(0.05)  # reconstruct ends on stop or end of stream
+                if not self._threads[1].is_alive():
+                    self._threads[2].join(2.0)  # sink drains
+                    break
+                if time.perf_counter() >= next_status:
+                    self._status(interval)
+                    next_status += interval or 1.0
+        finally:
+            self.close()
+        if self._errors:
+            raise self._errors[0]
+        return self.summary
+
+    def _status(self, interval) -> None:
+        lat, times = self.latency.recent()
+        fps = (len(times) - 1) / (times[-1] - times[0]) if len(times) >= 2 and times[-1] > times[0] else 0.0
+        p50, p99 = LatencyStats.percentiles(lat)
+        stats = {"t_s": round(time.perf_counter() - self._t_start, 3), "fps": round(fps, 2),
+                 "latency_p50_ms": round(p50, 2), "latency_p99_ms": round(p99, 2), "frames_in": self.frames_in,
+                 "dropped": self.dropped, "skipped": self.skipped, "windows_out": self.windows_out,
+                 "model": getattr(self.rec, "name", "?")}
+        if self.publisher is not None:
+            try:
+                self.sink_queue.put_nowait(stats)
+            except queue.Full:
+                pass
+        if interval:
+            self.log(f"[{stats['t_s']:6.1f} s] fps {fps:6.1f}  latency p50 {p50:6.1f} ms p99 {p99:6.1f} ms  "
+                     f"dropped {stats['dropped']}  skipped {stats['skipped']}  in {stats['frames_in']}")
+
+    def close(self) -> None:
+        """Stop and join the stages (bounded wait), flush --save/--record, close sockets and the driver."""
+        if self._finished.is_set():
+            return
+        self._finished.set()
+        if hasattr(self, "ring"):
+            self.stop()
+        deadline = time.perf_counter() + 1.5
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.perf_counter()))
+        wall_s = time.perf_counter() - self._t_start if self._t_start else 0.0
+        for close in self._closers:
+            try:
+                close()
+            except Exception as e:  # keep closing the rest; report the first problem
+                self._errors.append(e)
+        if hasattr(self, "latency") and self._t_start:
+            p50, p99 = LatencyStats.percentiles(self.latency.all_ms)
+            self.summary = Summary(
+                frames_in=self.frames_in, frames_dropped=self.dropped, windows_out=len(self.latency.all_ms),
+                windows_skipped=self.skipped, fps=self.latency.fps(), latency_p50_ms=p50, latency_p99_ms=p99,
+                wall_s=wall_s, model=getattr(self.rec, "name", "?"),
+                frames_recorded=self.frames_recorded if self.config.record_path else None,
+                record_dropped=self.rec_cursor_record.dropped if self.rec_cursor_record else None)
+            if self.config.print_summary:
+                self.log("summary: " + self.summary.line())
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _open_publisher(c: PipelineConfig):
+    if not c.publish:
+        return None
+    try:
+        from .publish import Publisher
+    except ImportError as e:
+        raise ConfigError(f"publishing needs ssml_stream.publish, which is not available ({e}); "
+                          "run without --publish") from None
+    try:
+        return Publisher(list(c.publish), fmt=c.fmt, rate_norm=c.rate_norm, gamma=c.gamma)
+    except SsmlError:
+        raise
+    except Exception as e:  # zmq.ZMQError: address in use, bad endpoint
+        raise ConfigError(f"cannot publish on {', '.join(c.publish)}: {e}") from None
+
+
+def stream(device: str = "sim", model: str = "ssml", fps: float | None = DEFAULT_FPS,
+           duration: float | None = None, *, stride: int | None = None, window: int = 41,
+           speed: float | None = 1.0, publish: list[str] | None = None, compute: str = "auto",
+           max_queued: int = 4, **options) -> Iterator[Output]:
+    """Yield reconstructed frames (Output: .frame, .center, .first, .last, .capture_ns) from a source.
+
+    Live (default): the newest window at `fps`; a consumer slower than that causes skipped windows,
+    never a slowed source. `stride=N` (and fps=None) gives every N-th window, nothing skipped.
+    Extra keyword options are PipelineConfig fields (e.g. height, width, save_path).
+    """
+    if stride is not None:
+        fps = None
+    outputs: queue.Queue = queue.Queue(maxsize=max_queued)
+    config = PipelineConfig(device=device, model=model, fps=fps, stride_frames=stride, duration_s=duration,
+                            window_frames=window, speed=speed, publish=list(publish or []), compute=compute,
+                            status_interval_s=None, print_summary=False, **options)
+    done = object()
+    pipeline_box: list[Pipeline] = []
+
+    def hand_over(out: Output) -> None:
+        p = pipeline_box[0]
+        while not p.stop_event.is_set():
+            try:
+                outputs.put(out, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    pipeline = Pipeline(config, on_output=hand_over)
+    pipeline_box.append(pipeline)
+    runner_error: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            pipeline.run()
+        except BaseException as e:
+            runner_error.append(e)
+        finally:
+            outputs.put(done)
+
+    runner = threading.Thread(target=run, name="ssml-stream", daemon=True)
+    runner.start()
+    try:
+        while True:
+            item = outputs.get()
+            if item is done:
+                break
+            yield item
+    finally:
+        pipeline.stop()
+        while runner.is_alive():  # unblock a sink waiting on a full queue
+            try:
+                outputs.get(timeout=0.05)
+            except queue.Empty:
+                pass
+        runner.join()
+    if runner_error:
+        raise runner_error[0]

@@ -1,0 +1,288 @@
+"""Model runtime: turn a name or an artefact path into a `Reconstructor` (APIS.md).
+
+    rec = load_model("ssml")                  # or tfp, tfi, ssml-full, model.pt (TorchScript), model.pt2
+    rate = rec(window)                        # n x H x W uint8 spikes -> H x W float32 firing rate
+    rec(window, out=buf)                      # writes into a preallocated H x W float32 array
+
+Runtime choices (issue 4):
+- every forward runs under `torch.inference_mode`; `warm_up(h, w)` runs a few forwards on the real
+  frame size first (kernel selection, allocator, tracing) so timed frames are steady-state;
+- CPU: eager modules are traced and frozen once per frame size
+  (TorchScript's DeprecationWarnings are silenced, users see none); bf16 autocast only when asked
+  (`precision="bf16"`), because it changes the numbers and only MODELS can say it keeps accuracy;
+  (channels-last is optional on CPU: for the rt net it measured no faster with one thread);
+- CUDA: fp16 weights/activations and channels-last by default (`precision="auto"`); the uint8 window is
+  copied to the GPU through a pinned buffer and converted there (4x fewer bytes than float32);
+- torch's intra-op thread count is set deliberately: by default one core fewer than the machine has
+  (at least one), so the capture thread (driver -> ring) always keeps a core and a live source is never
+  starved by the network. `threads=N` overrides it.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+import zipfile
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import ModelError
+from .features import tfi, tfp
+
+CLASSICAL = ("tfp", "tfi")
+SHIPPED = ("ssml", "ssml-full")
+NETWORK_WINDOW_FRAMES = 41  # every SSML network takes 41-frame windows (APIS.md)
+PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+
+
+@dataclass
+class RuntimeOptions:
+    compute: str = "auto"          # auto (cuda when available) | cpu | cuda
+    precision: str = "auto"        # auto: fp16 on CUDA, fp32 on CPU | fp32 | fp16 (CUDA) | bf16 (autocast)
+    threads: int | None = None     # torch intra-op threads; None = cpu_count - 1 (capture keeps a core)
+    channels_last: bool | None = None  # None: on CUDA only (measured on CPU for the rt net: no gain)
+    trace: bool = True             # trace + freeze eager modules on CPU (faster, same numbers)
+    warm_up_runs: int = 3
+
+
+def default_threads() -> int:
+    return max(1, (os.cpu_count() or 2) - 1)
+
+
+@contextmanager
+def quiet_torch():
+    """TorchScript (deprecated upstream in torch 2.13) warns on trace/load/freeze; keep output clean."""
+    with warnings.catch_warnings():
+        # Deprecation/Future warnings from torch.jit, and TracerWarnings about shape-dependent Python
+        # values (harmless: a trace is made per frame size)
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _check_window(window: np.ndarray) -> np.ndarray:
+    if not isinstance(window, np.ndarray) or window.ndim != 3:
+        raise ModelError(f"expected a window of n x H x W uint8 spikes, got {getattr(window, 'shape', type(window))}")
+    if window.dtype != np.uint8:
+        window = (window != 0).astype(np.uint8)
+    return np.ascontiguousarray(window)
+
+
+def _out_for(window: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    if out is None:
+        return np.empty(window.shape[1:], np.float32)
+    if out.shape != window.shape[1:] or out.dtype != np.float32:
+        raise ModelError(f"out must be a {window.shape[1]}x{window.shape[2]} float32 array, "
+                         f"got {out.shape} {out.dtype}")
+    return out
+
+
+class Reconstructor:
+    """Callable window -> firing rate. Attributes: name, window_frames (None = any odd n), device."""
+
+    name: str
+    window_frames: int | None
+    device: str
+
+    def __call__(self, window: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        raise NotImplementedError
+
+    def warm_up(self, height: int, width: int, n_frames: int | None = None) -> None:
+        """Run the reconstruction a few times on the real frame size before anything is timed."""
+        n = n_frames or self.window_frames or NETWORK_WINDOW_FRAMES
+        window = np.zeros((n, height, width), np.uint8)
+        window[n // 2::3] = 1
+        out = np.empty((height, width), np.float32)
+        for _ in range(self._warm_up_runs):
+            self(window, out)
+
+    _warm_up_runs = 2
+
+    def describe(self) -> str:
+        return f"{self.name} on {self.device}"
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class ClassicalReconstructor(Reconstructor):
+    """TFP / TFI (Numba, GIL released while they run)."""
+
+    def __init__(self, kind: str):
+        self.name, self.kind, self.window_frames, self.device = kind, kind, None, "cpu"
+
+    def __call__(self, window, out=None):
+        window = _check_window(window)
+        out = _out_for(window, out)
+        return tfp(window, out=out) if self.kind == "tfp" else tfi(window, out=out)
+
+
+class TorchReconstructor(Reconstructor):
+    """A torch module with forward(B x 41 x H x W float) -> B x 1 x H x W firing rate."""
+
+    def __init__(self, module, name: str, options: RuntimeOptions, *, scripted: bool = False,
+                 meta: dict | None = None):
+        import torch
+        self.torch = torch
+        self.name, self.meta, self.options = name, meta or {}, options
+        self.window_frames = int(self.meta.get("window_frames", NETWORK_WINDOW_FRAMES))
+        self.device = _resolve_device(options.compute)
+        self.dtype = _resolve_dtype(options.precision, self.device)
+        self.autocast_bf16 = options.precision == "bf16"
+        channels_last = options.channels_last if options.channels_last is not None else self.device == "cuda"
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self._warm_up_runs = max(1, options.warm_up_runs)
+        if self.device == "cpu":
+            torch.set_num_threads(options.threads or default_threads())
+        module = module.eval()
+        for p in module.parameters():
+            p.requires_grad_(False)
+        module = module.to(self.device)
+        if self.dtype != torch.float32:
+            module = module.to(self.dtype)
+        if channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        self.module = module
+        self.scripted = scripted
+        self._traced: dict[tuple[int, int, int], object] = {}
+        self._input = None            # preallocated 1 x n x H x W input on the compute device
+        self._staging = None          # pinned uint8 host buffer (CUDA)
+
+    def describe(self) -> str:
+        prec = "bf16-autocast" if self.autocast_bf16 else str(self.dtype).replace("torch.", "")
+        threads = f", {self.torch.get_num_threads()} threads" if self.device == "cpu" else ""
+        return f"{self.name} on {self.device} ({prec}{threads})"
+
+    def _buffers(self, shape):
+        torch = self.torch
+        if self._input is None or tuple(self._input.shape[1:]) != shape:
+            self._input = torch.empty((1, *shape), dtype=self.dtype, device=self.device)
+            self._input = self._input.contiguous(memory_format=self.memory_format)
+            if self.device != "cpu":
+                self._staging = torch.empty((1, *shape), dtype=torch.uint8).pin_memory()
+        return self._input
+
+    def _runner(self, x):
+        """Eager modules on CPU are traced and frozen once per input size (falls back to eager)."""
+        if self.scripted or not self.options.trace or self.device != "cpu" or self.autocast_bf16:
+            return self.module
+        key = tuple(x.shape[1:])
+        if key not in self._traced:
+            torch = self.torch
+            try:
+                with quiet_torch(), torch.inference_mode(False), torch.no_grad():
+                    traced = torch.jit.trace(self.module, x.clone(), check_trace=False)
+                    traced = torch.jit.freeze(traced.eval())
+                self._traced[key] = traced
+            except Exception:  # tracing is an optimisation; any module still runs eagerly
+                self._traced[key] = self.module
+        return self._traced[key]
+
+    def __call__(self, window, out=None):
+        torch = self.torch
+        window = _check_window(window)
+        if window.shape[0] != self.window_frames:
+            raise ModelError(f"{self.name} takes {self.window_frames}-frame windows, got {window.shape[0]} "
+                             f"(use --window {self.window_frames})")
+        out = _out_for(window, out)
+        x = self._buffers(window.shape)
+        src = torch.from_numpy(window)[None]
+        if self.device == "cpu":
+            x.copy_(src)                          # uint8 -> float into the preallocated input
+        else:
+            self._staging.copy_(src)
+            x.copy_(self._staging.to(self.device, non_blocking=True))
+        runner = self._runner(x) if self.device == "cpu" else self.module
+        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if self.autocast_bf16 else nullcontext()
+        with quiet_torch(), torch.inference_mode(), autocast:
+            y = runner(x)
+        if y.dim() != 4 or y.shape[0] != 1 or y.shape[1] != 1 or tuple(y.shape[2:]) != window.shape[1:]:
+            raise ModelError(f"{self.name} returned shape {tuple(y.shape)}, expected 1 x 1 x "
+                             f"{window.shape[1]} x {window.shape[2]}")
+        torch.from_numpy(out).copy_(y[0, 0].float().cpu() if self.device != "cpu" else y[0, 0])
+        return out
+
+
+def _resolve_device(compute: str) -> str:
+    import torch
+    if compute not in ("auto", "cpu", "cuda"):
+        raise ModelError(f"--compute must be auto, cpu or cuda, got {compute!r}")
+    if compute == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if compute == "cuda" and not torch.cuda.is_available():
+        raise ModelError("--compute cuda was asked for but torch sees no CUDA device; use --compute cpu")
+    return compute
+
+
+def _resolve_dtype(precision: str, device: str):
+    import torch
+    if precision not in PRECISIONS:
+        raise ModelError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "auto":
+        return torch.float16 if device == "cuda" else torch.float32
+    if precision == "fp16":
+        if device != "cuda":
+            raise ModelError("fp16 runs on CUDA only; on CPU use fp32 or bf16")
+        return torch.float16
+    return torch.float32  # fp32, and bf16 (autocast keeps fp32 weights)
+
+
+def _is_torchscript_archive(path: str) -> bool:
+    """TorchScript archives hold code/ and constants.pkl; torch.save files hold only data.pkl + data/."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.endswith("/constants.pkl") or "/code/" in n for n in z.namelist())
+    except zipfile.BadZipFile:
+        return False
+
+
+def _load_artifact(path: str, options: RuntimeOptions) -> TorchReconstructor:
+    import torch
+    name = os.path.basename(path)
+    if not os.path.isfile(path):
+        raise ModelError(f"model file not found: {path} (give tfp, tfi, ssml, ssml-full or a .pt/.pt2 path)")
+    map_location = _resolve_device(options.compute)
+    try:
+        if path.endswith(".pt2"):
+            with quiet_torch():
+                module = torch.export.load(path).module()
+            # an exported program is fixed to its export-time layout/dtype: run it as given
+            opts = RuntimeOptions(**{**options.__dict__, "channels_last": False, "trace": False})
+            return TorchReconstructor(module, name, opts, scripted=True)
+        if _is_torchscript_archive(path):
+            with quiet_torch():
+                module = torch.jit.load(path, map_location=map_location)
+            return TorchReconstructor(module, name, options, scripted=True)
+    except ModelError:
+        raise
+    except Exception as e:
+        raise ModelError(f"could not load model {path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from e
+    # otherwise: a shipped-weights file written by models.save_weights
+    from . import models
+    model, meta = models.load_weights(path)
+    return TorchReconstructor(model, name, options, meta=meta)
+
+
+def load_model(name_or_path: str, compute: str = "auto", *, precision: str = "auto",
+               threads: int | None = None, options: RuntimeOptions | None = None) -> Reconstructor:
+    """tfp | tfi | ssml | ssml-full | PATH (.pt TorchScript or shipped weights, .pt2 torch.export)."""
+    options = options or RuntimeOptions(compute=compute, precision=precision, threads=threads)
+    if options.threads is not None and options.threads < 1:
+        raise ModelError(f"--threads must be >= 1, got {options.threads}")
+    name = os.fspath(name_or_path)
+    if name in CLASSICAL:
+        _resolve_device(options.compute)  # still reject a bad --compute
+        return ClassicalReconstructor(name)
+    if name in SHIPPED:
+        from . import models
+        model, meta = models.load_weights(name)  # ModelError with a clear message when not shipped yet
+        return TorchReconstructor(model, name, options, meta=meta)
+    if os.sep in name or name.endswith((".pt", ".pt2", ".ts", ".pth")) or os.path.exists(name):
+        return _load_artifact(name, options)
+    raise ModelError(f"unknown model {name!r}: use tfp, tfi, ssml, ssml-full or a path to a .pt/.pt2 file")
