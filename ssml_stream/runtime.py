@@ -140,7 +140,10 @@ class TorchReconstructor(Reconstructor):
         self._warm_up_runs = max(1, options.warm_up_runs)
         if self.device == "cpu":
             torch.set_num_threads(options.threads or default_threads())
-        module = module.eval()
+        try:
+            module = module.eval()
+        except NotImplementedError:  # torch.export modules are always in inference form
+            pass
         for p in module.parameters():
             p.requires_grad_(False)
         module = module.to(self.device)

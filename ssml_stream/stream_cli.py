@@ -1,0 +1,181 @@
+"""`ssml-stream`: spike source -> reconstruction -> ZeroMQ viewers / files (GUIDE 3.4, issue 4)."""
+from __future__ import annotations
+
+import argparse
+import math
+import signal
+import subprocess
+import sys
+import threading
+
+from .cli_common import cli_entry
+from .errors import ConfigError
+from .pipeline import DEFAULT_ENDPOINT, FORMATS, Pipeline, PipelineConfig
+
+PROG = "ssml-stream"
+
+EXAMPLES = f"""examples:
+  ssml-stream --device sim --model ssml                       # live simulated camera, viewers on {DEFAULT_ENDPOINT}
+  ssml-stream --device sim:shapes --model tfp --fps 60 --view # with a viewer window
+  ssml-stream --device file:rec.dat --model tfp --speed max --stride 10 --save out.npz   # offline, every 10th window
+  ssml-stream --device rec.dat --speed 1 --loop --publish ipc:///tmp/ssml.ipc
+  ssml-stream --device tcp://127.0.0.1:7000 --model model.pt --record copy.dat --duration 60
+
+modes: a live source (camera, sim, file at --speed N) is reconstructed at --fps (default 30) from the newest
+complete window; windows it cannot keep up with are skipped and counted, the source is never slowed.
+--stride N without --fps, or a file at --speed max, reconstructs every N-th window, nothing skipped.
+Ctrl-C / SIGTERM stop within 2 s, flush --save/--record and exit 0."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line and exit 2, like every other error of the CLI."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def _speed(text: str) -> float | None:
+    if text.lower() == "max":
+        return None
+    try:
+        return _positive_float(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a positive number or 'max', got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = OneLineParser(prog=PROG, description="Reconstruct images from a spiking camera stream, live or offline.",
+                      epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_argument_group("source")
+    src.add_argument("--device", default="sim", metavar="URI",
+                     help="sim, sim:SCENE, sim:IMAGE_OR_VIDEO, file:PATH.dat, PATH.dat, /dev/NODE, fifo:PATH, "
+                          "tcp://HOST:PORT or - (default: sim)")
+    src.add_argument("--speed", type=_speed, default=1.0, metavar="1|max",
+                     help="file replay pace x camera rate, or max = lossless as fast as consumed (default 1)")
+    src.add_argument("--loop", action="store_true", help="replay the file forever")
+    src.add_argument("--duration", type=_positive_float, metavar="S", help="stop after S seconds of stream time")
+    src.add_argument("--height", type=_positive_int, default=250, help="frame height (default 250)")
+    src.add_argument("--width", type=_positive_int, default=400, help="frame width (default 400)")
+    src.add_argument("--stored-width", type=_positive_int, default=0, metavar="W",
+                     help="columns per stored row, e.g. 416 for raw captures (default: --width)")
+    src.add_argument("--rate", type=_positive_float, default=40_000.0, metavar="HZ",
+                     help="camera frame rate (default 40000)")
+    src.add_argument("--allow-truncated", action="store_true", help="ignore a partial last frame in a .dat file")
+    src.add_argument("--seed", type=int, default=0, help="simulator seed (default 0)")
+
+    rec = p.add_argument_group("reconstruction")
+    rec.add_argument("--model", default="ssml", metavar="NAME|PATH",
+                     help="tfp, tfi, ssml (shipped real-time NBSN), ssml-full, or a TorchScript .pt / "
+                          "torch.export .pt2 / weights file (default ssml)")
+    rec.add_argument("--window", type=_positive_int, default=41, metavar="N", help="window length, odd (default 41)")
+    rate = rec.add_mutually_exclusive_group()
+    rate.add_argument("--stride", type=_positive_int, metavar="N",
+                      help="reconstruct every window on the grid window//2 + k*N (lossless, nothing skipped)")
+    rate.add_argument("--fps", type=_positive_float, metavar="F",
+                      help="live output rate: newest window F times a second (default 30)")
+    rec.add_argument("--compute", choices=("auto", "cpu", "cuda"), default="auto",
+                     help="torch device (auto = cuda when available)")
+    rec.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
+                     help="auto = fp16 on CUDA, fp32 on CPU; bf16 = CPU autocast (faster, slightly different)")
+    rec.add_argument("--threads", type=_positive_int, metavar="N",
+                     help="torch CPU threads (default: cores - 1, so capture keeps a core)")
+
+    out = p.add_argument_group("output")
+    out.add_argument("--publish", action="append", metavar="ENDPOINT",
+                     help=f"ZeroMQ PUB endpoint, repeatable (default {DEFAULT_ENDPOINT})")
+    out.add_argument("--no-publish", action="store_true", help="do not open a publisher")
+    out.add_argument("--format", choices=FORMATS, default="u1",
+                     help="u1 = display-ready 8-bit, f4/f2 = firing rate (default u1)")
+    out.add_argument("--gamma", type=_positive_float, default=1.0, help="gamma for u1 frames (default 1)")
+    out.add_argument("--rate-norm", type=_positive_float, default=0.6, metavar="R",
+                     help="firing rate shown as white in u1 frames (default 0.6)")
+    out.add_argument("--save", metavar="OUT.npz", help="write frames (N x H x W float32 firing rate) and center (N)")
+    out.add_argument("--record", metavar="OUT.dat", help="also record every packed spike frame to a .dat file")
+    out.add_argument("--view", action="store_true", help="start ssml-view on the first endpoint as well")
+    out.add_argument("--quiet", action="store_true", help="no status lines (the summary is still printed)")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> PipelineConfig:
+    """The one place command-line arguments become a PipelineConfig."""
+    if args.window % 2 == 0:
+        raise ConfigError(f"--window must be odd (a window has a centre frame), got {args.window}")
+    if args.no_publish and (args.publish or args.view):
+        raise ConfigError("--no-publish cannot be combined with --publish or --view")
+    publish = [] if args.no_publish else (args.publish or [DEFAULT_ENDPOINT])
+    return PipelineConfig(
+        device=args.device, model=args.model, window_frames=args.window, stride_frames=args.stride,
+        fps=args.fps, duration_s=args.duration, speed=args.speed, loop=args.loop, save_path=args.save,
+        record_path=args.record, publish=publish, fmt=args.format, gamma=args.gamma, rate_norm=args.rate_norm,
+        compute=args.compute, precision=args.precision, threads=args.threads, height=args.height,
+        width=args.width, stored_width=args.stored_width, allow_truncated=args.allow_truncated,
+        rate_hz=args.rate, seed=args.seed, status_interval_s=None if args.quiet else 1.0).validate()
+
+
+def start_viewer(endpoint: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "ssml_stream.viewer", "--connect", endpoint])
+
+
+def install_stop_handlers(pipeline: Pipeline) -> dict:
+    """SIGINT/SIGTERM stop the pipeline (it then flushes files and exits 0); a second one exits at once."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    signals_seen = []
+
+    def handler(signum, _frame):
+        signals_seen.append(signum)
+        if len(signals_seen) > 1:
+            raise KeyboardInterrupt
+        pipeline.stop()
+
+    return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+
+
+@cli_entry(PROG)
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    config = config_from_args(args)
+    pipeline = Pipeline(config)
+    previous = install_stop_handlers(pipeline)
+    viewer = None
+    try:
+        if args.view:
+            viewer = start_viewer(config.publish[0])
+            # closing the viewer window (q / Esc) ends the run as well
+            threading.Thread(target=lambda: (viewer.wait(), pipeline.stop()), daemon=True).start()
+        pipeline.run()
+    finally:
+        pipeline.close()
+        if viewer is not None and viewer.poll() is None:
+            viewer.terminate()
+            try:
+                viewer.wait(2)
+            except subprocess.TimeoutExpired:
+                viewer.kill()
+        for s, h in previous.items():
+            signal.signal(s, h)
+    return 0
+
+
+if __name__ == "__main__":
+    main()

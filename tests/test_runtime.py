@@ -1,0 +1,128 @@
+import os
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from ssml_stream import models
+from ssml_stream.errors import ModelError
+from ssml_stream.features import tfi, tfp
+from ssml_stream.runtime import RuntimeOptions, TorchReconstructor, default_threads, load_model
+
+H, W = 32, 48
+
+
+@pytest.fixture
+def window(rng):
+    return (rng.random((41, H, W)) < 0.3).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def rt_model():
+    torch.manual_seed(0)
+    return models.build_model("rt").eval()
+
+
+def eager(model, window):
+    with torch.no_grad():
+        return model(torch.from_numpy(window).float()[None])[0, 0].numpy()
+
+
+@pytest.mark.parametrize("name, reference", [("tfp", tfp), ("tfi", tfi)])
+def test_classical_matches_features_and_fills_out(name, reference, window):
+    rec = load_model(name)
+    assert rec.name == name and rec.device == "cpu"
+    out = np.full((H, W), -1, np.float32)
+    result = rec(window, out)
+    assert result is out
+    np.testing.assert_array_equal(out, reference(window))
+
+
+def test_torchscript_file_matches_eager(tmp_path, rt_model, window):
+    path = tmp_path / "rt.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.trace(rt_model, torch.zeros(1, 41, H, W), check_trace=False).save(str(path))
+    rec = load_model(str(path), "cpu")
+    assert rec.window_frames == 41 and rec.device == "cpu"
+    rec.warm_up(H, W)
+    np.testing.assert_allclose(rec(window), eager(rt_model, window), atol=1e-5)
+
+
+def test_shipped_weights_file_loads_with_meta(tmp_path, rt_model, window):
+    path = tmp_path / "w.pt"
+    models.save_weights(path, rt_model, "rt", {}, {"note": "untrained test net"})
+    rec = load_model(str(path), "cpu")
+    assert rec.meta["note"] == "untrained test net"
+    half = models.build_model("rt").eval()
+    half.load_state_dict({k: v.half().float() for k, v in rt_model.state_dict().items()})
+    np.testing.assert_allclose(rec(window), eager(half, window), atol=1e-4)
+
+
+def test_exported_pt2_loads(tmp_path, window):
+    class Mean(torch.nn.Module):
+        def forward(self, x):
+            return x.mean(dim=1, keepdim=True)
+
+    path = tmp_path / "mean.pt2"
+    torch.export.save(torch.export.export(Mean(), (torch.zeros(1, 41, H, W),)), str(path))
+    rec = load_model(str(path), "cpu")
+    np.testing.assert_allclose(rec(window), tfp(window), atol=1e-6)
+
+
+def test_traced_and_eager_agree_and_bf16_is_close(rt_model, window):
+    ref = eager(rt_model, window)
+    traced = TorchReconstructor(rt_model, "rt", RuntimeOptions(compute="cpu", trace=True))
+    np.testing.assert_allclose(traced(window), ref, atol=1e-5)
+    bf16 = TorchReconstructor(rt_model, "rt", RuntimeOptions(compute="cpu", precision="bf16"))
+    assert np.abs(bf16(window) - ref).max() < 0.05
+
+
+def test_no_warnings_reach_the_user(tmp_path, rt_model, window):
+    path = tmp_path / "rt.pt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.trace(rt_model, torch.zeros(1, 41, H, W), check_trace=False).save(str(path))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rec = load_model(str(path), "cpu")
+        rec.warm_up(H, W)
+        rec(window)
+        TorchReconstructor(rt_model, "rt", RuntimeOptions(compute="cpu"))(window)
+    assert [str(w.message)[:80] for w in caught] == []
+
+
+def test_cpu_thread_count_leaves_capture_a_core(rt_model):
+    TorchReconstructor(rt_model, "rt", RuntimeOptions(compute="cpu"))
+    assert torch.get_num_threads() == default_threads() == max(1, (os.cpu_count() or 2) - 1)
+    TorchReconstructor(rt_model, "rt", RuntimeOptions(compute="cpu", threads=1))
+    assert torch.get_num_threads() == 1
+
+
+def test_errors_are_model_errors(tmp_path, rt_model, window):
+    with pytest.raises(ModelError, match="unknown model"):
+        load_model("nonsense")
+    with pytest.raises(ModelError, match="not found"):
+        load_model(str(tmp_path / "missing.pt"))
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a model")
+    with pytest.raises(ModelError):
+        load_model(str(junk))
+    rec = TorchReconstructor(rt_model, "rt", RuntimeOptions(compute="cpu"))
+    with pytest.raises(ModelError, match="41-frame"):
+        rec(window[:21])
+    with pytest.raises(ModelError, match="out must be"):
+        rec(window, np.empty((H, W + 1), np.float32))
+    if not torch.cuda.is_available():
+        with pytest.raises(ModelError, match="no CUDA"):
+            load_model("tfp", "cuda")
+
+
+def test_shipped_name_loads_or_says_how_to_train(window):
+    if os.path.exists(models.WEIGHTS_DIR / models.SHIPPED["ssml"]):
+        rec = load_model("ssml", "cpu")
+        assert rec(window).shape == (H, W)
+    else:
+        with pytest.raises(ModelError, match="ssml-train"):
+            load_model("ssml")
