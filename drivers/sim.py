@@ -1,0 +1,308 @@
+"""Simulated spiking camera: integrate-and-fire over a scene's light intensity (APIS.md, GUIDE 3.1).
+
+Each frame every pixel adds `rate_gain * intensity` (+ dark current, optionally as Poisson photon
+counts) to its accumulator; when the accumulator reaches the pixel's threshold (1.0, optionally with a
+fixed-pattern variation) the pixel fires and the threshold is subtracted. Accumulators start at random
+values. So the mean firing rate is rate_gain * intensity spikes per frame, the REDS_BASE convention.
+
+Intensity comes from a `Scene` rendered at `key_hz` key frames per second of scene time and
+interpolated linearly for every spike frame; the kernel writes packed bits directly (GUIDE 3.1 layout).
+
+The live driver (`open_driver("sim...")`) pre-renders one motion period as a loop at start-up and
+replays it paced like a file; at the wrap each pixel's spike phase jumps once (the picture does not).
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field, fields
+from typing import Sequence
+
+import numba
+import numpy as np
+
+from ..errors import ConfigError
+from ..formats import FrameGeometry
+from .base import Driver, DriverOptions, SourceInfo
+from .pacing import check_speed, replay
+from .scenes import DEFAULT_PERIOD_S, SCENE_CLASSES, SceneConfig, make_scene
+
+SCENES = tuple(SCENE_CLASSES)
+DEFAULT_SCENE = "shapes"
+DEFAULT_KEY_HZ = 1000.0
+DEFAULT_RATE_GAIN = 0.6
+
+
+@dataclass(frozen=True)
+class SimNoise:
+    """Sensor non-idealities (all off by default)."""
+
+    dark_rate: float = 0.0          # dark current, spikes per frame added to every pixel
+    threshold_sigma: float = 0.0    # fixed-pattern threshold variation (relative std of the 1.0 threshold)
+    photons_per_spike: float = 0.0  # > 0: Poisson photon noise with this many photons per threshold
+
+    def __post_init__(self):
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if not (v >= 0 and math.isfinite(v)):
+                raise ConfigError(f"noise {f.name} must be a finite number >= 0, got {v}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SimNoise":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(f"unknown noise option(s) {', '.join(sorted(unknown))}; use {', '.join(sorted(known))}")
+        try:
+            return cls(**{k: float(v) for k, v in d.items()})
+        except (TypeError, ValueError):
+            raise ConfigError(f"noise options must be numbers, got {d}") from None
+
+
+@dataclass
+class SimResult:
+    packed: np.ndarray                           # n x frame_bytes uint8 (GUIDE 3.1)
+    gt: dict = field(default_factory=dict)       # frame index in `packed` -> H x W float32 intensity [0, 1]
+    rate_gain: float = DEFAULT_RATE_GAIN
+
+
+# ------------------------------------------------------------------------------------------------ kernel
+
+_PACK8 = np.uint64(0x0102040810204080)  # (eight 0/1 bytes as a little-endian word * this) >> 56 = LSB-first bits
+SMALL_LAMBDA = 3.0                       # Poisson by inversion below this mean, normal approximation above
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _hash(key):
+    """splitmix64 finaliser: a well-mixed 64-bit value for each counter."""
+    z = key + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _poisson(lam, key, normals):
+    """A Poisson(lam) photon count from one hashed counter: exact inversion for small lam; above, a
+    normal with the same mean and variance (not rounded: cheap, and the accumulator only needs the
+    first two moments to be right; the standard normals come from the `normals` table)."""
+    z = _hash(key)
+    if lam < SMALL_LAMBDA:
+        u = ((z >> np.uint64(11)) + np.uint64(1)) * (1.0 / 9007199254740994.0)
+        p = math.exp(-lam)
+        cdf = p
+        k = 0
+        while u > cdf and k < 60:
+            k += 1
+            p *= lam / k
+            cdf += p
+        return np.float32(k)
+    g = normals[z & np.uint64(normals.shape[0] - 1)]
+    return np.float32(lam + math.sqrt(lam) * g)
+
+
+@numba.njit(nogil=True, cache=True)
+def integrate_fire(key0, key1, alphas, frame_ids, acc, threshold, dark, gain, photons, seed, normals, spikes, out):
+    """Simulate len(alphas) frames into out (n x H*W/8 packed bytes, GUIDE 3.1 layout).
+
+    Intensity of frame i = key0 + alphas[i] * (key1 - key0) (H x W, image orientation). acc, threshold
+    and dark (H x W float32) are per-pixel state; photons > 0 draws Poisson photon counts keyed by
+    (seed, frame_ids[i], pixel), so results do not depend on how a run is split into calls.
+    spikes is a scratch row of W rounded up to a multiple of 8 bytes.
+    """
+    h, w = key0.shape
+    n_pix = np.uint64(h * w)
+    aligned = w % 8 == 0
+    words = spikes.view(np.uint64)
+    for i in range(alphas.shape[0]):
+        a = np.float32(alphas[i])
+        row = out[i]
+        frame_key = (np.uint64(frame_ids[i]) * n_pix) ^ (seed * np.uint64(0xA24BAED4963EE407))
+        byte = 0
+        for fr in range(h):  # file row fr holds image row h - 1 - fr
+            r = h - 1 - fr
+            k0, k1, ac, th, dk = key0[r], key1[r], acc[r], threshold[r], dark[r]
+            if photons > 0.0:
+                base_key = frame_key + np.uint64(fr * w)
+                for c in range(w):
+                    lam = (gain * (k0[c] + a * (k1[c] - k0[c])) + dk[c]) * photons
+                    v = ac[c] + _poisson(lam, base_key + np.uint64(c), normals) / photons
+                    s = v >= th[c]
+                    ac[c] = v - th[c] * s
+                    spikes[c] = s
+            else:
+                for c in range(w):  # branch-free so LLVM vectorises it
+                    v = ac[c] + gain * (k0[c] + a * (k1[c] - k0[c])) + dk[c]
+                    s = v >= th[c]
+                    ac[c] = v - th[c] * s
+                    spikes[c] = s
+            if aligned:
+                o = fr * (w >> 3)
+                for j in range(w >> 3):
+                    row[o + j] = (words[j] * _PACK8) >> np.uint64(56)
+            else:
+                for c in range(w):
+                    p = fr * w + c
+                    byte |= spikes[c] << (p & 7)
+                    if p & 7 == 7:
+                        row[p >> 3] = byte
+                        byte = 0
+
+
+# ------------------------------------------------------------------------------------------------ simulate
+
+class Simulator:
+    """Stateful integrate-and-fire over a scene; `run(n)` continues where the last call stopped."""
+
+    def __init__(self, spec: str = DEFAULT_SCENE, *, height: int = 250, width: int = 400,
+                 rate_hz: float = 40000.0, rate_gain: float = DEFAULT_RATE_GAIN, seed: int = 0,
+                 noise: SimNoise | None = None, start_frame: int = 0, key_hz: float = DEFAULT_KEY_HZ,
+                 period_s: float = DEFAULT_PERIOD_S, duration_s: float = 1.0, scene_options: dict | None = None):
+        self.geometry = FrameGeometry(height, width)
+        if not (rate_hz > 0 and key_hz > 0 and period_s > 0):
+            raise ConfigError(f"rate_hz, key_hz and period_s must be positive, got {rate_hz}, {key_hz}, {period_s}")
+        if not 0 < rate_gain <= 1:
+            raise ConfigError(f"rate_gain must be in (0, 1] spikes per frame, got {rate_gain}")
+        if start_frame < 0:
+            raise ConfigError(f"start_frame must be >= 0, got {start_frame}")
+        self.h, self.w = height, width
+        self.rate_hz, self.rate_gain, self.key_hz, self.seed = float(rate_hz), float(rate_gain), float(key_hz), seed
+        self.noise = noise or SimNoise()
+        self.scene = make_scene(spec, SceneConfig(height, width, period_s, seed),
+                                duration_s=duration_s + start_frame / rate_hz, **(scene_options or {}))
+        rng = np.random.default_rng(seed)
+        thr = np.ones((height, width), np.float32)
+        if self.noise.threshold_sigma > 0:
+            thr += self.noise.threshold_sigma * rng.standard_normal((height, width)).astype(np.float32)
+            thr = np.maximum(thr, 0.2).astype(np.float32)
+        self.threshold = thr
+        self.acc = (rng.random((height, width), dtype=np.float32) * thr).astype(np.float32)
+        self.dark = np.full((height, width), self.noise.dark_rate, np.float32)
+        self.normals = rng.standard_normal(1 << 16).astype(np.float32)  # photon-noise table (power of two)
+        self._spikes = np.zeros(-(-width // 8) * 8, np.uint8)
+        self.frame = start_frame  # next frame index to simulate
+        self._keys: dict[int, np.ndarray] = {}
+
+    @property
+    def frames_per_key(self) -> float:
+        return self.rate_hz / self.key_hz
+
+    def _key(self, k: int) -> np.ndarray:
+        if k not in self._keys:
+            if len(self._keys) > 4:
+                self._keys.pop(min(self._keys))
+            img = self.scene.intensity(k / self.key_hz)
+            self._keys[k] = np.ascontiguousarray(np.clip(img, 0.0, 1.0), dtype=np.float32)
+        return self._keys[k]
+
+    def run(self, n_frames: int, out: np.ndarray | None = None, gt_frames: Sequence[int] = ()) -> SimResult:
+        """Simulate the next n_frames; gt_frames are indices into this result (0 .. n_frames - 1)."""
+        fb = self.geometry.frame_bytes
+        if out is None:
+            out = np.empty((n_frames, fb), np.uint8)
+        if out.shape != (n_frames, fb) or out.dtype != np.uint8:
+            raise ValueError(f"out must be {n_frames} x {fb} uint8, got {out.shape} {out.dtype}")
+        want_gt = {}
+        for g in gt_frames:
+            if not 0 <= int(g) < n_frames:
+                raise ConfigError(f"ground-truth frame {g} is outside the {n_frames} simulated frames")
+            want_gt.setdefault(int(g), None)
+        fpk = self.frames_per_key
+        pos = 0
+        gt = {}
+        while pos < n_frames:
+            f = self.frame + pos
+            k = int(math.floor(f / fpk))
+            end = min(n_frames, int(math.floor((k + 1) * fpk - 1e-9)) + 1 - self.frame)  # frames up to key k+1
+            end = max(end, pos + 1)
+            ids = np.arange(self.frame + pos, self.frame + end, dtype=np.int64)
+            alphas = (ids / fpk - k).astype(np.float32)
+            k0, k1 = self._key(k), self._key(k + 1)
+            integrate_fire(k0, k1, alphas, ids, self.acc, self.threshold, self.dark, np.float32(self.rate_gain),
+                           np.float32(self.noise.photons_per_spike), np.uint64(self.seed & 0xFFFFFFFFFFFFFFFF),
+                           self.normals, self._spikes, out[pos:end])
+            for g in want_gt:
+                if pos <= g < end:
+                    a = np.float32(alphas[g - pos])
+                    gt[g] = (k0 + a * (k1 - k0)).astype(np.float32)
+            pos = end
+        self.frame += n_frames
+        return SimResult(out, gt, self.rate_gain)
+
+
+def simulate(spec: str, n_frames: int, *, height: int = 250, width: int = 400, rate_hz: float = 40000.0,
+             rate_gain: float = DEFAULT_RATE_GAIN, seed: int = 0, noise: SimNoise | None = None,
+             gt_frames: Sequence[int] = (), start_frame: int = 0, key_hz: float = DEFAULT_KEY_HZ,
+             period_s: float = DEFAULT_PERIOD_S, scene_options: dict | None = None) -> SimResult:
+    """Simulate frames start_frame .. start_frame + n_frames - 1 of a scene (APIS.md).
+
+    spec: a name in SCENES, an image path (periodic pan/zoom/rotate) or a video path. gt maps indices
+    into the result (0-based, like packed) to the intensity used for that frame. Deterministic for a seed.
+    """
+    if n_frames < 0:
+        raise ConfigError(f"n_frames must be >= 0, got {n_frames}")
+    sim = Simulator(spec, height=height, width=width, rate_hz=rate_hz, rate_gain=rate_gain, seed=seed,
+                    noise=noise, start_frame=start_frame, key_hz=key_hz, period_s=period_s,
+                    duration_s=n_frames / rate_hz, scene_options=scene_options)
+    return sim.run(n_frames, gt_frames=gt_frames)
+
+
+# ------------------------------------------------------------------------------------------------ live driver
+
+SIM_EXTRA_KEYS = {"loop_s", "key_hz", "rate_gain", "noise", "scene", "pan", "zoom", "rotate_deg", "video_fps"}
+
+
+class SimCamera(Driver):
+    """A live simulated camera: one pre-rendered loop of `loop_s` (= the scene's motion period),
+    replayed at camera rate x speed.
+
+    DriverOptions.extra: loop_s (default 0.5), key_hz, rate_gain, noise (dict of SimNoise fields),
+    and image-motion options pan, zoom, rotate_deg, or video_fps for videos.
+    """
+
+    def __init__(self, spec: str, options: DriverOptions | None = None):
+        options = options or DriverOptions()
+        extra = dict(options.extra or {})
+        unknown = set(extra) - SIM_EXTRA_KEYS
+        if unknown:
+            raise ConfigError(f"unknown simulator option(s) {', '.join(sorted(unknown))}; "
+                              f"use {', '.join(sorted(SIM_EXTRA_KEYS))}")
+        self.options = options
+        self.speed = check_speed(options.speed)
+        loop_s = float(extra.get("loop_s", DEFAULT_PERIOD_S))
+        n_loop = int(round(loop_s * options.rate_hz))
+        if n_loop < 1:
+            raise ConfigError(f"loop_s={loop_s} is shorter than one frame")
+        noise = extra.get("noise")
+        noise = noise if isinstance(noise, SimNoise) or noise is None else SimNoise.from_dict(noise)
+        t0 = time.perf_counter()
+        scene_options = {k: extra[k] for k in ("pan", "zoom", "rotate_deg", "video_fps") if k in extra}
+        sim = Simulator(spec, height=options.height, width=options.width, rate_hz=options.rate_hz,
+                        rate_gain=float(extra.get("rate_gain", DEFAULT_RATE_GAIN)), seed=options.seed,
+                        noise=noise, key_hz=float(extra.get("key_hz", DEFAULT_KEY_HZ)),
+                        period_s=n_loop / options.rate_hz, duration_s=loop_s, scene_options=scene_options)
+        self.loop = sim.run(n_loop).packed
+        self.startup_s = time.perf_counter() - t0
+        self.frames_out = 0
+        self.info = SourceInfo(name=f"sim:{spec}", height=options.height, width=options.width,
+                               rate_hz=float(options.rate_hz), live=self.speed is not None,
+                               frame_bytes=sim.geometry.frame_bytes)
+
+    def run(self, ring, stop: threading.Event) -> None:
+        from ..errors import DriverError
+        if ring.frame_bytes != self.info.frame_bytes:
+            raise DriverError(f"{self.info.name}: ring holds {ring.frame_bytes}-byte frames, the simulator makes "
+                              f"{self.info.frame_bytes}-byte frames")
+        o = self.options
+        max_frames = None if o.duration_s is None else int(round(o.duration_s * o.rate_hz))
+        replay(self, self.loop, ring, stop, rate_hz=o.rate_hz, speed=self.speed, loop=True, max_frames=max_frames)
+
+    def close(self) -> None:
+        self.loop = self.loop[:0]
+
+
+def open_sim(uri: str, options: DriverOptions) -> SimCamera:
+    """sim -> the default scene; sim:NAME -> a built-in scene; sim:PATH -> an image or a video."""
+    spec = uri[4:] if uri.startswith("sim:") else ""
+    return SimCamera(spec or DEFAULT_SCENE, options)
