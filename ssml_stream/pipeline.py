@@ -408,7 +408,11 @@ class Pipeline:
 
     # ----- control ---------------------------------------------------------------------------------
     def start(self) -> None:
-        self.rec.warm_up(self.height, self.width, self.config.window_frames)
+        n = self.config.window_frames
+        # load/compile the Numba kernels and warm the model before the source starts
+        unpack_into(np.zeros((n, self.ring.frame_bytes), np.uint8), np.empty((n, self.height, self.width), np.uint8),
+                    self.stored_width)
+        self.rec.warm_up(self.height, self.width, n)
         self._t_start = time.perf_counter()
         stages = [("capture", self._capture), ("reconstruct", self._reconstruct), ("sink", self._sink)]
         if self.rec_cursor_record is not None:
