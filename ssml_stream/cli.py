@@ -1,0 +1,307 @@
+"""`ssml-sim`, `ssml-record`, `ssml-info`: simulate, record and inspect `.dat` spike files (GUIDE 3.4)."""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import threading
+import time
+
+import numpy as np
+
+from .cli_common import cli_entry
+from .errors import ConfigError
+from .formats import DEFAULT_RATE_HZ, DatWriter, FrameGeometry, read_dat
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Usage errors as one line and exit 2, like every other error of the CLI."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _number(kind, minimum, strict: bool):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {'whole ' if kind is int else ''}number, got {text!r}") \
+                from None
+        if not math.isfinite(value) or value < minimum or (strict and value == minimum):
+            raise argparse.ArgumentTypeError(f"expected a number {'>' if strict else '>='} {minimum}, got {text}")
+        return value
+    return parse
+
+
+positive_int = _number(int, 0, strict=True)
+nonneg_int = _number(int, 0, strict=False)
+positive_float = _number(float, 0.0, strict=True)
+nonneg_float = _number(float, 0.0, strict=False)
+
+
+def _speed(text: str) -> float | None:
+    return None if text.lower() == "max" else positive_float(text)
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated frame indices, got {text!r}") from None
+
+
+def _parser(prog: str, description: str, examples: str) -> OneLineParser:
+    return OneLineParser(prog=prog, description=description, epilog="examples:\n" + examples,
+                         formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _add_geometry(p: argparse.ArgumentParser, stored: bool = True) -> None:
+    p.add_argument("--height", type=positive_int, default=250, help="frame height (default 250)")
+    p.add_argument("--width", type=positive_int, default=400, help="frame width (default 400)")
+    if stored:
+        p.add_argument("--stored-width", type=nonneg_int, default=0, metavar="W",
+                       help="columns per stored row, e.g. 416 for raw captures (default: --width)")
+    p.add_argument("--rate", type=positive_float, default=DEFAULT_RATE_HZ, metavar="HZ",
+                   help="camera frame rate (default 40000)")
+
+
+# ------------------------------------------------------------------------------------------------ ssml-sim
+
+SIM_EXAMPLES = """  ssml-sim out.dat                                   # 0.5 s of the 'shapes' scene, ground truth in out.npz
+  ssml-sim spin.dat --scene spin --frames 4001 --gt-frames 2000
+  ssml-sim photo.dat --scene photo.jpg --seconds 1 --gt-every 1000
+  ssml-sim noisy.dat --scene traffic --dark-rate 0.002 --threshold-sigma 0.05 --photons-per-spike 50 --seed 3
+  ssml-sim small.dat --height 64 --width 96 --frames 2000"""
+
+
+def _sim_parser() -> OneLineParser:
+    from .drivers.sim import DEFAULT_KEY_HZ, DEFAULT_RATE_GAIN, SCENES
+    p = _parser("ssml-sim", "Simulate an integrate-and-fire spiking camera: write a .dat and ground-truth "
+                            "intensity (.npz with frames, intensity, rate_gain).", SIM_EXAMPLES)
+    p.add_argument("out", metavar="OUT.dat", help="spike file to write")
+    p.add_argument("--scene", default="shapes",
+                   help=f"built-in scene ({', '.join(SCENES)}), an image or a video path (default shapes)")
+    n = p.add_mutually_exclusive_group()
+    n.add_argument("--frames", type=positive_int, help="number of spike frames")
+    n.add_argument("--seconds", type=positive_float, help="stream time to simulate (default 0.5)")
+    p.add_argument("--start-frame", type=nonneg_int, default=0, help="first frame index of the scene (default 0)")
+    _add_geometry(p, stored=False)
+    p.add_argument("--rate-gain", type=positive_float, default=DEFAULT_RATE_GAIN,
+                   help=f"spikes per frame at intensity 1 (default {DEFAULT_RATE_GAIN})")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--key-hz", type=positive_float, default=DEFAULT_KEY_HZ,
+                   help=f"scene key frames per second, interpolated in between (default {DEFAULT_KEY_HZ:g})")
+    p.add_argument("--period", type=positive_float, default=0.5, metavar="S",
+                   help="motion period of procedural scenes and image motion (default 0.5)")
+    noise = p.add_argument_group("noise (all off by default)")
+    noise.add_argument("--dark-rate", type=nonneg_float, default=0.0, help="dark current, spikes per frame")
+    noise.add_argument("--threshold-sigma", type=nonneg_float, default=0.0,
+                       help="fixed-pattern threshold variation (relative std)")
+    noise.add_argument("--photons-per-spike", type=nonneg_float, default=0.0,
+                       help="Poisson photon noise with this many photons per threshold (0 = off)")
+    gt = p.add_argument_group("ground truth")
+    g = gt.add_mutually_exclusive_group()
+    g.add_argument("--gt-frames", type=_int_list, metavar="I,J,...",
+                   help="frame indices (0-based in OUT.dat) to save intensity for (default: the middle frame)")
+    g.add_argument("--gt-every", type=positive_int, metavar="N", help="save the intensity of every N-th frame")
+    gt.add_argument("--gt", metavar="PATH.npz", help="ground-truth file (default: OUT with .npz)")
+    return p
+
+
+@cli_entry("ssml-sim")
+def sim_main(argv=None) -> int:
+    from .drivers.sim import SimNoise, Simulator
+    args = _sim_parser().parse_args(argv)
+    n_frames = args.frames or max(1, int(round((args.seconds or 0.5) * args.rate)))
+    if args.gt_every:
+        gt_frames = list(range(0, n_frames, args.gt_every))
+    elif args.gt_frames is not None:
+        gt_frames = args.gt_frames
+    else:
+        gt_frames = [n_frames // 2]
+    bad = [g for g in gt_frames if not 0 <= g < n_frames]
+    if bad:
+        raise ConfigError(f"--gt-frames {bad[0]} is outside the {n_frames} simulated frames (0..{n_frames - 1})")
+    gt_path = args.gt or os.path.splitext(args.out)[0] + ".npz"
+    noise = SimNoise(args.dark_rate, args.threshold_sigma, args.photons_per_spike)
+    t0 = time.perf_counter()
+    sim = Simulator(args.scene, height=args.height, width=args.width, rate_hz=args.rate, rate_gain=args.rate_gain,
+                    seed=args.seed, noise=noise, start_frame=args.start_frame, key_hz=args.key_hz,
+                    period_s=args.period, duration_s=n_frames / args.rate)
+    chunk = 4096
+    buf = np.empty((chunk, sim.geometry.frame_bytes), np.uint8)
+    gt_idx, gt_img = [], []
+    spikes = 0
+    with DatWriter(args.out, args.height, args.width) as writer:
+        for start in range(0, n_frames, chunk):
+            k = min(chunk, n_frames - start)
+            local = [g - start for g in gt_frames if start <= g < start + k]
+            res = sim.run(k, out=buf[:k], gt_frames=local)
+            writer.write_packed(res.packed)
+            spikes += int(np.bitwise_count(res.packed).sum(dtype=np.int64))
+            for g in sorted(res.gt):
+                gt_idx.append(start + g)
+                gt_img.append(res.gt[g])
+    order = np.argsort(gt_idx, kind="stable")
+    np.savez_compressed(gt_path, frames=np.asarray(gt_idx, np.int64)[order],
+                        intensity=np.asarray(gt_img, np.float32).reshape(-1, args.height, args.width)[order],
+                        rate_gain=np.float32(args.rate_gain), rate_hz=np.float64(args.rate),
+                        start_frame=np.int64(args.start_frame), scene=np.str_(args.scene), seed=np.int64(args.seed))
+    rate = spikes / (n_frames * args.height * args.width)
+    print(f"ssml-sim: wrote {n_frames} frames of {args.height}x{args.width} ({n_frames / args.rate:.3f} s) to "
+          f"{args.out}, mean firing rate {rate:.4f}; ground truth for {len(gt_idx)} frame(s) in {gt_path} "
+          f"({time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ ssml-record
+
+RECORD_EXAMPLES = """  ssml-record tcp://192.168.1.20:7000 capture.dat --seconds 10
+  ssml-record fifo:/tmp/camera.fifo capture.dat          # until the writer closes, or Ctrl-C
+  camera-sdk-dump | ssml-record - capture.dat
+  ssml-record sim:spin spin.dat --seconds 2               # simulated camera, lossless
+  ssml-record file:rec.dat copy.dat --frames 1000         # lossless copy of the first 1000 frames"""
+
+
+def _record_parser() -> OneLineParser:
+    p = _parser("ssml-record", "Record a spike source to a .dat file; reports frames written and dropped. "
+                               "Ctrl-C stops, flushes and exits 0.", RECORD_EXAMPLES)
+    p.add_argument("device", metavar="URI", help="sim[:SCENE], file:PATH.dat, PATH.dat, /dev/NODE, fifo:PATH, "
+                                                 "tcp://HOST:PORT or - (stdin)")
+    p.add_argument("out", metavar="OUT.dat")
+    n = p.add_mutually_exclusive_group()
+    n.add_argument("--seconds", type=positive_float, help="stop after this much stream time")
+    n.add_argument("--frames", type=positive_int, help="stop after this many frames")
+    p.add_argument("--speed", type=_speed, default=None, metavar="max|X",
+                   help="replay pace for file and sim sources (default max = lossless)")
+    p.add_argument("--loop", action="store_true", help="loop a file source (with --seconds/--frames)")
+    p.add_argument("--allow-truncated", action="store_true", help="ignore a partial last frame")
+    p.add_argument("--ring-frames", type=positive_int, default=8192, help="ring capacity for live sources (frames, default 8192)")
+    _add_geometry(p)
+    p.add_argument("--seed", type=int, default=0, help="simulator seed")
+    return p
+
+
+@cli_entry("ssml-record")
+def record_main(argv=None) -> int:
+    from .drivers import DriverOptions, open_driver
+    from .ring import Ring
+    args = _record_parser().parse_args(argv)
+    duration_s = args.seconds if args.seconds else (args.frames / args.rate if args.frames else None)
+    opts = DriverOptions(height=args.height, width=args.width, stored_width=args.stored_width, rate_hz=args.rate,
+                         speed=args.speed, loop=args.loop, allow_truncated=args.allow_truncated, seed=args.seed,
+                         duration_s=duration_s)
+    if args.loop and duration_s is None:
+        raise ConfigError("--loop needs --seconds or --frames, or the recording never ends")
+    driver = open_driver(args.device, opts)
+    info = driver.info
+    stored_width = info.frame_bytes * 8 // info.height
+    ring = Ring(info.frame_bytes, capacity=args.ring_frames if info.live else 4096, lossless=not info.live)
+    cursor = ring.cursor()
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    def produce():
+        try:
+            driver.run(ring, stop)
+        except BaseException as e:  # re-raised in the main thread
+            failure.append(e)
+        finally:
+            ring.close()
+
+    producer = threading.Thread(target=produce, name="ssml-record-driver", daemon=True)
+    buf = np.empty((1024, info.frame_bytes), np.uint8)
+    interrupted = False
+    t0 = time.perf_counter()
+    with DatWriter(args.out, info.height, stored_width) as writer:
+        producer.start()
+        try:
+            while True:
+                cursor.wait(1, timeout=0.1)
+                _, count = cursor.read(buf)
+                if count:
+                    writer.write_packed(buf[:count])
+                elif ring.closed and cursor.available == 0:
+                    break
+        except KeyboardInterrupt:
+            interrupted = True
+            stop.set()
+            producer.join(2.0)
+            while True:  # flush what is already in the ring
+                _, count = cursor.read(buf)
+                if not count:
+                    break
+                writer.write_packed(buf[:count])
+        written = writer.frames_written
+    stop.set()
+    producer.join(2.0)
+    driver.close()
+    if failure and not interrupted:
+        raise failure[0]
+    elapsed = time.perf_counter() - t0
+    end = getattr(driver, "end_reason", "")
+    print(f"ssml-record: {written} frames written to {args.out} ({written / args.rate:.3f} s at {args.rate:g} Hz), "
+          f"{cursor.dropped} dropped, {elapsed:.1f} s{' (interrupted)' if interrupted else ''}"
+          f"{'; ' + end if end else ''}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ ssml-info
+
+INFO_EXAMPLES = """  ssml-info rec.dat
+  ssml-info capture.dat --height 250 --width 400 --stored-width 416
+  ssml-info big.dat --height 1000 --width 1000 --rate 20000"""
+
+
+@cli_entry("ssml-info")
+def info_main(argv=None) -> int:
+    p = _parser("ssml-info", "Frames, duration, mean firing rate and size of a .dat spike file.", INFO_EXAMPLES)
+    p.add_argument("path", metavar="FILE.dat")
+    _add_geometry(p)
+    p.add_argument("--allow-truncated", action="store_true", help="ignore a partial last frame")
+    p.add_argument("--rate-gain", type=positive_float, default=0.6,
+                   help="firing rate at intensity 1, for the mean intensity line (default 0.6)")
+    args = p.parse_args(argv)
+    spikes = read_dat(args.path, args.height, args.width, stored_width=args.stored_width,
+                      allow_truncated=args.allow_truncated)
+    with spikes:
+        n = len(spikes)
+        g: FrameGeometry = spikes.geometry
+        total = _count_spikes(spikes)
+        rate = total / (n * g.height * g.width)
+        size = os.path.getsize(spikes.path)
+        lines = [
+            f"file            {spikes.path}",
+            f"frames          {n} of {g.height}x{g.width}"
+            + (f" (stored {g.stored_width} wide)" if g.stored_width != g.width else "")
+            + f", {g.frame_bytes} bytes each",
+            f"duration        {n / args.rate:.6g} s at {args.rate:g} Hz",
+            f"mean firing     {rate:.4f} spikes per pixel per frame (intensity ~ {rate / args.rate_gain:.3f} "
+            f"at rate gain {args.rate_gain:g})",
+            f"size            {size:,} bytes ({size / 2**20:.1f} MiB)"
+            + (f", {spikes.truncated_bytes} trailing bytes ignored" if spikes.truncated_bytes else ""),
+        ]
+    print("\n".join(lines))
+    return 0
+
+
+def _count_spikes(spikes, chunk: int = 4096) -> int:
+    """Spikes in the file's visible columns (extra stored columns are not counted)."""
+    g = spikes.geometry
+    total = 0
+    if g.stored_width == g.width:
+        for start in range(0, len(spikes), chunk):
+            total += int(np.bitwise_count(np.asarray(spikes.packed[start:start + chunk])).sum(dtype=np.int64))
+        return total
+    buf = np.empty((chunk, g.height, g.width), np.uint8)
+    for start in range(0, len(spikes), chunk):
+        k = min(chunk, len(spikes) - start)
+        spikes.read(start, start + k, buf[:k])
+        total += int(buf[:k].sum(dtype=np.int64))
+    return total
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(info_main())
