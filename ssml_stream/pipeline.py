@@ -72,6 +72,7 @@ class PipelineConfig:
     allow_truncated: bool = False
     rate_hz: float = 40_000.0
     seed: int = 0
+    driver_extra: dict = field(default_factory=dict)  # driver-specific options (DriverOptions.extra)
     ring_frames: int = 16384             # 0.4 s at 40 kHz; the live scheduler needs only window_frames
     status_interval_s: float | None = 1.0  # None: no status lines (the Python API default)
     print_summary: bool = True
@@ -230,7 +231,8 @@ class Pipeline:
         try:
             self.driver = open_driver(c.device, DriverOptions(
                 height=c.height, width=c.width, stored_width=c.stored_width, rate_hz=c.rate_hz, speed=c.speed,
-                loop=c.loop, allow_truncated=c.allow_truncated, seed=c.seed, duration_s=c.duration_s))
+                loop=c.loop, allow_truncated=c.allow_truncated, seed=c.seed, duration_s=c.duration_s,
+                extra=dict(c.driver_extra)))
             self._closers.append(self.driver.close)
             info = self.driver.info
             self.height, self.width, self.rate_hz = info.height, info.width, info.rate_hz

@@ -28,10 +28,10 @@ Ctrl-C / SIGTERM stop within 2 s, flush --save/--record and exit 0."""
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """Usage errors as one line and exit 2, like every other error of the CLI."""
+    """Usage errors become a ConfigError: one line and exit 2, like every other error of the CLI."""
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+        raise ConfigError(f"{message} (see --help)")
 
 
 def _positive_int(text: str) -> int:

@@ -1,0 +1,87 @@
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from ssml_stream.features import psnr
+from ssml_stream.stream_cli import main
+
+
+def run_cli(capsys, *args):
+    rc = main(list(args))
+    return rc, capsys.readouterr()
+
+
+def test_offline_reds_center_150(reds_test, tmp_path, capsys):
+    dat, gt = reds_test
+    out = tmp_path / "out.npz"
+    rc, cap = run_cli(capsys, "--device", f"file:{dat}", "--model", "tfp", "--speed", "max", "--stride", "10",
+                      "--save", str(out), "--no-publish", "--quiet")
+    assert rc == 0
+    z = np.load(out)
+    assert z["frames"].shape == (len(z["center"]), 250, 400) and 150 in z["center"]
+    assert psnr(z["frames"][list(z["center"]).index(150)] / 0.6, gt) >= 31.5
+    summary = [line for line in cap.err.splitlines() if line.startswith("summary:")]
+    assert len(summary) == 1 and "frames in 301, frames dropped 0, windows out 27" in summary[0]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--window", "40"], "--window must be odd"),
+    (["--device", "missing.dat"], "missing.dat"),
+    (["--device", "bogus:x"], "unknown device"),
+    (["--stride", "0"], "--stride"),
+    (["--fps", "fast"], "--fps"),
+    (["--stride", "5", "--fps", "5"], "not allowed"),
+    (["--speed", "-1"], "--speed"),
+    (["--model", "nope"], "unknown model"),
+    (["--model", "missing.pt"], "not found"),
+    (["--height", "7", "--width", "7"], "7x7"),
+    (["--save", "/nonexistent/dir/out.npz"], "does not exist"),
+    (["--compute", "gpu"], "--compute"),
+])
+def test_bad_input_is_one_line_exit_2(args, message, tmp_path, capsys, reds_test):
+    dat, _ = reds_test
+    base = ["--device", f"file:{dat}", "--model", "tfp", "--no-publish", "--duration", "0.01"]
+    rc, cap = run_cli(capsys, *base, *args)
+    err = cap.err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and err[0].startswith("ssml-stream: error:") and message in err[0], cap.err
+
+
+def test_help_has_examples(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and "--speed max --stride 10" in out and "--publish" in out
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_signal_stops_within_2s_and_flushes_save(sig, reds_test, tmp_path):
+    dat, _ = reds_test
+    out = tmp_path / "live.npz"
+    rec = tmp_path / "live.dat"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ssml_stream.stream_cli", "--device", f"file:{dat}", "--loop", "--model", "tfp",
+         "--fps", "30", "--save", str(out), "--record", str(rec), "--publish", f"ipc://{tmp_path}/s.ipc"],
+        stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        line = proc.stderr.readline()          # the first status line: the pipeline is running
+        assert line.startswith("["), line
+        proc.send_signal(sig)
+        t0 = time.perf_counter()
+        rest = proc.communicate(timeout=10)[1]
+        elapsed = time.perf_counter() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and elapsed < 2.0, (proc.returncode, elapsed, rest)
+    assert "summary: frames in" in rest and "Traceback" not in rest
+    z = np.load(out)
+    assert len(z["center"]) == z["frames"].shape[0] >= 20
+    assert np.all(np.diff(z["center"]) > 0)
+    assert rec.stat().st_size > 0 and rec.stat().st_size % 12500 == 0
