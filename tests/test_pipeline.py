@@ -191,7 +191,6 @@ def test_published_frames_decode(reds_test, tmp_path):
     assert frames[-1].image.dtype == np.float32 and 0 <= frames[-1].image.max() <= 1
 
 
-@pytest.mark.slow
 def test_live_sim_frames_arrive_in_order_with_consistent_counts():
     got = Collect()
     cfg = PipelineConfig(device="sim:spin", model="tfp", fps=30, duration_s=2.0, driver_extra={"loop_s": 0.1}, **QUIET)
