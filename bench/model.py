@@ -59,7 +59,7 @@ def _trace(model, x):
         return torch.jit.freeze(torch.jit.trace(model, x, check_trace=False).eval())
 
 
-def run_variant(model, x, variant: str, iters: int):
+def run_variant(model, x, variant: str, iters: int, warmup: int = 3):
     """(median ms, best ms, output) of one variant."""
     import contextlib
     import torch
@@ -71,7 +71,7 @@ def run_variant(model, x, variant: str, iters: int):
     ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     with torch.no_grad(), ctx:
         fn = _trace(model, x) if variant.startswith("traced") else model
-        median, best = time_ms(fn, x, iters)
+        median, best = time_ms(fn, x, iters, warmup)
         out = fn(x).float()
     if cl:
         model.to(memory_format=torch.contiguous_format)
@@ -98,7 +98,7 @@ def main(argv=None) -> int:
             torch.set_num_threads(threads)
             reference = None
             for variant in args.variants:
-                median, best, out = run_variant(model, x, variant, iters)
+                median, best, out = run_variant(model, x, variant, iters, 3 if arch == "rt" else 2)
                 if variant == "eager":
                     reference = out
                 diff = float((out - reference).abs().max()) if reference is not None else float("nan")

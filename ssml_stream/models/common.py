@@ -25,20 +25,24 @@ def shift_down(x: Tensor, rows: int = 1) -> Tensor:
 
 
 class ShiftConv2d(nn.Conv2d):
-    """3x3 conv whose output row r depends on input rows <= r only."""
+    """3x3 conv whose output row r depends on input rows <= r only.
+
+    Same as shift_down then a padded 3x3 conv, done in one pad: two zero rows on top (none at the
+    bottom) and an unpadded conv, so output row r reads input rows r-2..r."""
 
     def __init__(self, in_ch: int, out_ch: int):
-        super().__init__(in_ch, out_ch, 3, padding=1)
+        super().__init__(in_ch, out_ch, 3, padding=0)
 
     def forward(self, x: Tensor) -> Tensor:
-        return super().forward(shift_down(x))
+        return super().forward(F.pad(x, (1, 1, 2, 0)))
 
 
 class ShiftMaxPool2d(nn.Module):
-    """2x2 max pool after a one-row shift, so nearest upsampling never looks at a lower row."""
+    """2x2 max pool after a one-row shift, so nearest upsampling never looks at a lower row.
+    (Inputs have even height: the pool's floor drops the bottom row the shift pushed out.)"""
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.max_pool2d(shift_down(x), 2)
+        return F.max_pool2d(F.pad(x, (0, 0, 1, 0)), 2)
 
 
 def conv3x3(in_ch: int, out_ch: int, blind: bool) -> nn.Module:
