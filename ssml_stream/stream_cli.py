@@ -133,6 +133,7 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
 
 
 def start_viewer(endpoint: str) -> subprocess.Popen:
+    """`ssml-view` on the pipeline's endpoint, as a child process (its own GIL and event loop)."""
     return subprocess.Popen([sys.executable, "-m", "ssml_stream.viewer", "--connect", endpoint])
 
 
@@ -164,6 +165,8 @@ def main(argv=None) -> int:
             # closing the viewer window (q / Esc) ends the run as well
             threading.Thread(target=lambda: (viewer.wait(), pipeline.stop()), daemon=True).start()
         pipeline.run()
+        if viewer is not None and viewer.poll():
+            return 2  # the viewer could not run (it printed why, e.g. no display)
     finally:
         pipeline.close()
         if viewer is not None and viewer.poll() is None:

@@ -85,3 +85,65 @@ def test_signal_stops_within_2s_and_flushes_save(sig, reds_test, tmp_path):
     assert len(z["center"]) == z["frames"].shape[0] >= 20
     assert np.all(np.diff(z["center"]) > 0)
     assert rec.stat().st_size > 0 and rec.stat().st_size % 12500 == 0
+
+
+@pytest.mark.system
+def test_view_starts_a_viewer_and_stops_with_it(reds_test, tmp_path, capsys, monkeypatch):
+    """--view runs ssml-view as a child on the first endpoint; when the viewer exits, the run ends.
+    (The window itself needs a display; here the child is the same viewer, headless.)"""
+    from ssml_stream import stream_cli
+    dat, _ = reds_test
+    shots = tmp_path / "shots"
+    seen = []
+
+    def headless_viewer(endpoint):
+        seen.append(endpoint)
+        return subprocess.Popen([sys.executable, "-m", "ssml_stream.viewer", "--connect", endpoint, "--headless",
+                                 "--max-frames", "10", "--snapshots", str(shots), "--snapshot-interval", "0.1"])
+
+    monkeypatch.setattr(stream_cli, "start_viewer", headless_viewer)
+    endpoint = f"ipc://{tmp_path}/v.ipc"
+    t0 = time.perf_counter()
+    rc, cap = run_cli(capsys, "--device", f"file:{dat}", "--loop", "--model", "tfp", "--duration", "60", "--view",
+                      "--publish", endpoint, "--quiet")
+    assert rc == 0 and seen == [endpoint]
+    assert time.perf_counter() - t0 < 30          # ended with the viewer, not after 60 s
+    assert len(list(shots.glob("*.png"))) >= 1
+
+
+def test_view_without_display_fails_cleanly(reds_test, tmp_path, capsys, monkeypatch):
+    if os.environ.get("DISPLAY"):
+        pytest.skip("a display is available")
+    dat, _ = reds_test
+    rc, cap = run_cli(capsys, "--device", f"file:{dat}", "--loop", "--model", "tfp", "--duration", "30", "--view",
+                      "--publish", f"ipc://{tmp_path}/v.ipc", "--quiet")
+    assert rc == 2
+
+
+@pytest.mark.slow
+@pytest.mark.system
+def test_demo_records_video_and_contact_sheet(tmp_path, capsys):
+    import cv2
+
+    from ssml_stream import demo
+    rc = demo.main(["--seconds", "3", "--out", str(tmp_path), "--scene", "spin"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    sheet = cv2.imread(str(tmp_path / "contact_sheet.png"), cv2.IMREAD_GRAYSCALE)
+    assert sheet.shape == (750, 1200) and sheet.std() > 10
+    assert demo.mp4_frames(str(tmp_path / "out.mp4")) >= 10
+    assert "frames dropped 0" in out and "windows out" in out
+
+
+@pytest.mark.slow
+@pytest.mark.system
+def test_bench_pipeline_smoke(tmp_path, capsys):
+    import json
+
+    from ssml_stream.bench import pipeline as bench
+    path = tmp_path / "pipeline.json"
+    assert bench.main(["--seconds", "1", "--rows", "tfp-0", "tfp-4", "--device", "sim:spin", "--json", str(path)]) == 0
+    rows = json.loads(path.read_text())["rows"]
+    assert [(r["model"], r["subscribers"]) for r in rows] == [("tfp", 0), ("tfp", 4)]
+    assert all(r["frames_in"] == 40_000 and r["windows_out"] > 10 for r in rows)
+    assert "tfp fps ratio 4 subscribers / none" in capsys.readouterr().out
