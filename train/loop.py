@@ -1,0 +1,460 @@
+"""The SSML self-supervised training loop (mutual learning of a BSN and an NBSN).
+
+Per step, on a batch of random 40x40 crops of 41-frame windows (8 rotate/flip augmentations):
+
+    label = TFI at the centre frame (search 12, fallback 24)        # pseudo-label from the spikes
+    loss  = MSE(BSN(x), label) + 0.01 * MSE(NBSN(x), BSN(x))        # "L2" = mean squared error
+          [+ distill_weight * MSE(NBSN(x), teacher(x))]             # only with --distill-from
+
+Mutual learning: the distillation term is *not* detached on either side, so its gradient flows into
+the NBSN (pulled towards the BSN) and into the BSN (pulled towards the NBSN, which sees the centre
+pixel and so regularises the blind-spot estimate). The BSN alone cannot copy its input pixel, so it
+cannot learn the identity of the noisy TFI label; that is what makes the scheme self-supervised.
+
+Optional teacher (`--distill-from`): a trained full NBSN, frozen, in eval mode. Its output is an
+extra target for the NBSN under training only (typically the small rt network):
+distill_weight * MSE(NBSN(x), teacher(x)), default weight 1.0. The teacher gets no gradient and the
+BSN terms are unchanged.
+
+Optimiser: Adam (0.9, 0.999, eps 1e-8) over both networks, lr 3e-4 on a cosine schedule to 0.
+The schedule's progress is max(step / steps, elapsed / max_minutes) when a time budget is given, so a
+run that must end on time still anneals fully. Ground truth is read only by `validate`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError, ModelError
+from .data import CropSampler, DatOptions, SimOptions, ValWindow, load_recordings, validation_windows
+from .ddp import DistInfo, barrier, broadcast_flag, init_distributed, pick_device, shutdown, wrap_ddp
+from .metrics import psnr, rate_to_intensity, ssim
+
+NBSN_ARCHS = {"full": "nbsn", "rt": "rt"}
+
+
+@dataclass
+class TrainConfig:
+    run_dir: str = "runs/ssml"
+    dat: list = field(default_factory=list)  # .dat files or folders
+    sim: list = field(default_factory=list)  # simulator specs: scene names, image/video paths
+    nbsn: str = "full"  # full | rt
+    steps: int = 10_000
+    max_minutes: float = 0.0  # 0 = no time budget
+    lr: float = 3e-4
+    batch_size: int = 4
+    crop: int = 40
+    window_frames: int = 41
+    tfi_search: int = 12
+    tfi_fallback: int = 24
+    mutual_weight: float = 0.01
+    distill_from: str | None = None
+    distill_weight: float = 1.0
+    val_every: int = 250
+    val_crop: int = 0  # 0 = validate on full frames; else a centred crop of this size
+    ckpt_every: int = 0  # 0 = at every validation
+    log_every: int = 10
+    seed: int = 0
+    threads: int = 0  # 0 = torch's default
+    device: str = "auto"
+    resume: str | None = None  # checkpoint path or "auto" (= RUN_DIR/last.pt)
+    height: int = 250
+    width: int = 400
+    stored_width: int = 0
+    gt_frame: int = 150  # a .dat's sibling NAME.png is the intensity at this frame (REDS_BASE: 150)
+    sim_frames: int = 301
+    sim_height: int = 250
+    sim_width: int = 400
+    sim_clips: int = 1
+    progress: bool = True
+    command: str = ""  # the command line, recorded in checkpoints and shipped weights
+
+
+class MutualPair(nn.Module):
+    """The two networks trained together; one module so DDP syncs both."""
+
+    def __init__(self, bsn: nn.Module, nbsn: nn.Module):
+        super().__init__()
+        self.bsn = bsn
+        self.nbsn = nbsn
+
+    def forward(self, x: torch.Tensor):
+        return self.bsn(x), self.nbsn(x)
+
+
+def mutual_loss(bsn_out, nbsn_out, label, mutual_weight: float = 0.01, teacher_out=None,
+                distill_weight: float = 1.0) -> dict:
+    """Loss terms (tensors). The mutual term keeps gradients into both networks (no detach)."""
+    terms = {"loss_bsn": F.mse_loss(bsn_out, label), "loss_mutual": F.mse_loss(nbsn_out, bsn_out)}
+    loss = terms["loss_bsn"] + mutual_weight * terms["loss_mutual"]
+    if teacher_out is not None:
+        terms["loss_distill"] = F.mse_loss(nbsn_out, teacher_out)
+        loss = loss + distill_weight * terms["loss_distill"]
+    terms["loss"] = loss
+    return terms
+
+
+def cosine_lr(base_lr: float, progress: float) -> float:
+    return 0.5 * base_lr * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+
+
+def _model_config(arch: str) -> dict:
+    """The full config (defaults filled in) of a network built as build_model(arch)."""
+    from ..models import model_config
+
+    return model_config(arch)
+
+
+def load_nbsn_checkpoint(path: str | os.PathLike, map_location="cpu") -> tuple[nn.Module, dict]:
+    """(NBSN in eval mode, checkpoint dict) from a trainer checkpoint."""
+    from ..models import build_model
+
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: no such checkpoint")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=False)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means "not a checkpoint"
+        raise ModelError(f"{path}: not a readable torch file ({e})") from e
+    if not isinstance(ckpt, dict) or "nbsn" not in ckpt or "nbsn_arch" not in ckpt:
+        raise ModelError(f"{path}: not an ssml-train checkpoint (no 'nbsn' / 'nbsn_arch' entries)")
+    model = build_model(ckpt["nbsn_arch"], **_config_kwargs(ckpt.get("nbsn_config", {})))
+    model.load_state_dict(ckpt["nbsn"])
+    return model.eval(), ckpt
+
+
+def _config_kwargs(cfg: dict) -> dict:
+    """Lists were tuples before JSON-friendly storage; give them back as tuples."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
+
+
+def is_checkpoint(path: str | os.PathLike) -> bool:
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception:  # noqa: BLE001
+        return False
+    return isinstance(obj, dict) and "nbsn" in obj and "optimizer" in obj
+
+
+def load_teacher(spec: str) -> nn.Module:
+    """A frozen teacher NBSN from a trainer checkpoint or shipped weights (name or path)."""
+    if Path(spec).is_file() and is_checkpoint(spec):
+        model, _ = load_nbsn_checkpoint(spec)
+    else:
+        from ..models import load_weights
+
+        model, _meta = load_weights(spec)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval()
+
+
+def _atomic_save(obj, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig):
+        self.cfg = config
+        if config.nbsn not in NBSN_ARCHS:
+            raise ConfigError(f"--nbsn {config.nbsn!r}: use full or rt")
+        if config.steps < 1:
+            raise ConfigError("--steps must be >= 1")
+        if config.crop % 4:
+            raise ConfigError(f"--crop {config.crop}: use a multiple of 4 (the U-Nets pool twice)")
+        if config.threads > 0:
+            torch.set_num_threads(config.threads)
+        self.start_time = time.monotonic()
+        env_local = int(os.environ.get("LOCAL_RANK", "0"))
+        self.device = pick_device(config.device, env_local)
+        self.dist = init_distributed(self.device)
+        self.run_dir = Path(config.run_dir)
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._seed_everything(config.seed)
+
+        from ..models import build_model
+        from ..models.features import tfi_center
+
+        self._tfi_center = tfi_center
+        self.nbsn_arch = NBSN_ARCHS[config.nbsn]
+        self.pair = MutualPair(build_model("bsn"), build_model(self.nbsn_arch)).to(self.device)
+        self.model = wrap_ddp(self.pair, self.dist, self.device)
+        self.optimizer = torch.optim.Adam(self.pair.parameters(), lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
+        self.teacher = load_teacher(config.distill_from).to(self.device) if config.distill_from else None
+
+        recs = load_recordings(
+            config.dat, config.sim,
+            DatOptions(config.height, config.width, config.stored_width, config.gt_frame),
+            SimOptions(config.sim_frames, config.sim_height, config.sim_width, config.sim_clips, seed=config.seed))
+        self.recordings = recs
+        self.sampler = CropSampler(recs, config.crop, config.batch_size, config.window_frames,
+                                   seed=config.seed * 1000 + self.dist.rank)
+        self.val_windows = validation_windows(recs, config.window_frames) if self.dist.is_main else []
+        self.step = 0
+        self.elapsed_before_s = 0.0  # training time of earlier runs of a resumed job
+        self.best_psnr = -math.inf
+        if config.resume:
+            self._resume(config.resume)
+
+    # ----------------------------------------------------------------- setup helpers
+    @staticmethod
+    def _seed_everything(seed: int) -> None:
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+
+    def _resume(self, spec: str) -> None:
+        path = self.run_dir / "last.pt" if spec == "auto" else Path(spec)
+        if not path.is_file():
+            raise ConfigError(f"--resume: {path} not found")
+        ckpt = torch.load(path, map_location=self.device, weights_only=False)
+        if ckpt.get("nbsn_arch") != self.nbsn_arch:
+            raise ConfigError(f"--resume: {path} holds an {ckpt.get('nbsn_arch')!r} NBSN, this run trains "
+                              f"{self.nbsn_arch!r}; match --nbsn")
+        self.pair.bsn.load_state_dict(ckpt["bsn"])
+        self.pair.nbsn.load_state_dict(ckpt["nbsn"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.step = int(ckpt["step"])
+        self.elapsed_before_s = float(ckpt.get("elapsed_s", 0.0))
+        self.best_psnr = float(ckpt.get("best_psnr", -math.inf))
+        if self.dist.rank == 0 and "sampler_state" in ckpt:
+            self.sampler.set_state(ckpt["sampler_state"])
+        if "torch_rng" in ckpt:
+            torch.set_rng_state(ckpt["torch_rng"].cpu())
+        self.log({"kind": "resume", "step": self.step, "from": str(path)})
+
+    # ----------------------------------------------------------------- bookkeeping
+    def elapsed_s(self) -> float:
+        return self.elapsed_before_s + time.monotonic() - self.start_time
+
+    def time_up(self) -> bool:
+        return self.cfg.max_minutes > 0 and self.elapsed_s() >= 60.0 * self.cfg.max_minutes
+
+    def progress(self) -> float:
+        p = self.step / self.cfg.steps
+        if self.cfg.max_minutes > 0:
+            p = max(p, self.elapsed_s() / (60.0 * self.cfg.max_minutes))
+        return p
+
+    def log(self, row: dict) -> None:
+        if not self.dist.is_main:
+            return
+        with open(self.run_dir / "log.jsonl", "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def checkpoint(self, name: str = "last.pt") -> Path:
+        ckpt = {
+            "bsn": self.pair.bsn.state_dict(),
+            "nbsn": self.pair.nbsn.state_dict(),
+            "nbsn_arch": self.nbsn_arch,
+            "nbsn_config": _model_config(self.nbsn_arch),
+            "bsn_config": _model_config("bsn"),
+            "optimizer": self.optimizer.state_dict(),
+            "step": self.step,
+            "args": asdict(self.cfg),
+            "elapsed_s": self.elapsed_s(),
+            "best_psnr": self.best_psnr,
+            "sampler_state": self.sampler.state(),
+            "torch_rng": torch.get_rng_state(),
+        }
+        path = self.run_dir / name
+        _atomic_save(ckpt, path)
+        return path
+
+    # ----------------------------------------------------------------- the work
+    def batch(self) -> torch.Tensor:
+        return torch.from_numpy(self.sampler.sample()).to(self.device, torch.float32)
+
+    def train_step(self) -> dict:
+        x = self.batch()
+        lr = cosine_lr(self.cfg.lr, self.progress())
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        label = self._tfi_center(x, self.cfg.tfi_search, self.cfg.tfi_fallback)
+        bsn_out, nbsn_out = self.model(x)
+        teacher_out = None
+        if self.teacher is not None:
+            with torch.no_grad():
+                teacher_out = self.teacher(x)
+        terms = mutual_loss(bsn_out, nbsn_out, label, self.cfg.mutual_weight, teacher_out, self.cfg.distill_weight)
+        self.optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        self.optimizer.step()
+        self.step += 1
+        out = {k: float(v.detach()) for k, v in terms.items()}
+        out["lr"] = lr
+        return out
+
+    def _val_input(self, vw: ValWindow) -> tuple[torch.Tensor, np.ndarray]:
+        win, gt = vw.window, vw.gt
+        c = self.cfg.val_crop
+        if c:
+            h, w = gt.shape
+            y, x = max(0, (h - c) // 2), max(0, (w - c) // 2)
+            win, gt = win[:, y:y + c, x:x + c], gt[y:y + c, x:x + c]
+        return torch.from_numpy(np.ascontiguousarray(win)).to(self.device, torch.float32)[None], gt
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """PSNR/SSIM of BSN and NBSN (rate / gain vs ground-truth intensity) on every val window."""
+        self.pair.eval()
+        per = {}
+        try:
+            for vw in self.val_windows:
+                x, gt = self._val_input(vw)
+                bsn, nbsn = self.pair(x)
+                row = {}
+                for name, rate in (("bsn", bsn), ("nbsn", nbsn)):
+                    img = rate_to_intensity(rate[0, 0].float().cpu().numpy(), vw.rate_gain)
+                    row[f"psnr_{name}"] = psnr(img, gt)
+                    row[f"ssim_{name}"] = ssim(img, gt)
+                per[vw.name] = row
+        finally:
+            self.pair.train()
+        summary = {"kind": "val", "step": self.step, "elapsed_s": round(self.elapsed_s(), 1), "windows": per}
+        for key in ("psnr_bsn", "psnr_nbsn", "ssim_bsn", "ssim_nbsn"):
+            vals = [r[key] for r in per.values()]
+            summary[key] = float(np.mean(vals)) if vals else float("nan")
+        return summary
+
+    def baselines(self) -> dict:
+        """TFP41 PSNR of each val window: the classical reference line on the curves."""
+        from ..features import tfp
+
+        per = {}
+        for vw in self.val_windows:
+            x, gt = self._val_input(vw)
+            img = rate_to_intensity(tfp(x[0].cpu().numpy().astype(np.uint8)), vw.rate_gain)
+            per[vw.name] = psnr(img, gt)
+        return {"kind": "baseline", "tfp41_psnr": float(np.mean(list(per.values()))) if per else float("nan"),
+                "windows": per}
+
+    def run(self) -> dict:
+        cfg = self.cfg
+        main = self.dist.is_main
+        if main and self.step == 0:
+            self.log({"kind": "config", "config": asdict(cfg), "world_size": self.dist.world_size,
+                      "recordings": [r.name for r in self.recordings], "device": str(self.device),
+                      "threads": torch.get_num_threads()})
+            self.log(self.baselines())
+        bar = None
+        if main and cfg.progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=cfg.steps, initial=self.step, desc=f"ssml-train {cfg.nbsn}", unit="step",
+                       dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30.0,
+                       file=sys.stderr)
+        last_val = None
+        running = []
+        ckpt_every = cfg.ckpt_every or cfg.val_every
+        stop = False
+        while self.step < cfg.steps and not stop:
+            terms = self.train_step()
+            running.append(terms)
+            if main and (self.step % cfg.log_every == 0 or self.step == cfg.steps):
+                avg = {k: float(np.mean([t[k] for t in running])) for k in running[0]}
+                avg.update(kind="train", step=self.step, elapsed_s=round(self.elapsed_s(), 1))
+                self.log(avg)
+                running = []
+                if bar is not None:
+                    post = {"loss": f"{avg['loss']:.2e}"}
+                    if last_val:
+                        post["psnr"] = f"{last_val['psnr_nbsn']:.2f}"
+                    bar.set_postfix(post, refresh=False)
+            if bar is not None:
+                bar.update(1)
+            stop = broadcast_flag(main and self.step < cfg.steps and self.time_up(), self.dist, self.device)
+            done = self.step >= cfg.steps or stop
+            if main and (self.step % cfg.val_every == 0 or done):
+                last_val = self.validate()
+                self.log(last_val)
+                if last_val["psnr_nbsn"] > self.best_psnr:
+                    self.best_psnr = last_val["psnr_nbsn"]
+                    self.checkpoint("best.pt")
+                if bar is not None:
+                    bar.set_postfix(loss=f"{terms['loss']:.2e}", psnr=f"{last_val['psnr_nbsn']:.2f}")
+                plot_curves(self.run_dir)
+            if main and (self.step % ckpt_every == 0 or done):
+                self.checkpoint("last.pt")
+            if self.step % ckpt_every == 0 or done:
+                barrier(self.dist)
+        if bar is not None:
+            bar.close()
+        result = {"step": self.step, "elapsed_s": self.elapsed_s(), "stopped_by_time": stop,
+                  "last_val": last_val, "run_dir": str(self.run_dir)}
+        if main:
+            self.log({"kind": "done", **{k: v for k, v in result.items() if k != "last_val"}})
+        return result
+
+    def close(self) -> None:
+        shutdown(self.dist)
+
+
+def read_log(run_dir: str | os.PathLike) -> list[dict]:
+    path = Path(run_dir) / "log.jsonl"
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line cut by a crash
+    return rows
+
+
+def plot_curves(run_dir: str | os.PathLike) -> Path | None:
+    """curves.png in the run folder: training loss and validation PSNR of BSN and NBSN."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_log(run_dir)
+    train = [r for r in rows if r.get("kind") == "train"]
+    val = [r for r in rows if r.get("kind") == "val"]
+    base = [r for r in rows if r.get("kind") == "baseline"]
+    if not train:
+        return None
+    fig, (ax_loss, ax_psnr) = plt.subplots(1, 2, figsize=(11, 4))
+    ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], label="total")
+    ax_loss.plot([r["step"] for r in train], [r["loss_bsn"] for r in train], label="L2(BSN, TFI)", alpha=0.7)
+    ax_loss.plot([r["step"] for r in train], [r["loss_mutual"] for r in train], label="MSE(NBSN, BSN)", alpha=0.7)
+    if any("loss_distill" in r for r in train):
+        ax_loss.plot([r["step"] for r in train], [r.get("loss_distill", float("nan")) for r in train],
+                     label="MSE(NBSN, teacher)", alpha=0.7)
+    ax_loss.set_yscale("log")
+    ax_loss.set_xlabel("step")
+    ax_loss.set_title("training loss")
+    ax_loss.legend()
+    if val:
+        ax_psnr.plot([r["step"] for r in val], [r["psnr_bsn"] for r in val], "o-", label="BSN")
+        ax_psnr.plot([r["step"] for r in val], [r["psnr_nbsn"] for r in val], "s-", label="NBSN")
+    if base:
+        ax_psnr.axhline(base[-1]["tfp41_psnr"], color="gray", linestyle="--", label="TFP41")
+    ax_psnr.set_xlabel("step")
+    ax_psnr.set_ylabel("PSNR (dB)")
+    ax_psnr.set_title("validation PSNR vs ground truth")
+    ax_psnr.legend()
+    fig.tight_layout()
+    out = Path(run_dir) / "curves.png"
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
