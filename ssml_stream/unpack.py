@@ -155,6 +155,8 @@ class SlidingWindows:
                 self.buf_start = keep_from
             room = self.capacity - (self.buf_end - self.buf_start)
             take = min(room, end - pos)
+            if self.stride > self.n:  # windows do not overlap: stop at the next window's last frame
+                take = min(take, self.next_center + self.half + 1 - pos)
             dst0 = self.buf_end - self.buf_start
             unpack_into(packed[pos - first_index:pos - first_index + take],
                         self.buffer[dst0:dst0 + take], self.stored_width)
