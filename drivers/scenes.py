@@ -117,11 +117,20 @@ class _Sprite:
         m = cv2.getRotationMatrix2D((c, c), angle_deg, scale)
         m[0, 2] += cx - c
         m[1, 2] += cy - c
-        size = (frame.shape[1], frame.shape[0])
+        # warp only into the patch's bounding box (clipped to the frame): 4-10x less work than full frame
+        half = self.size * scale * 0.7072 + 2
+        x0, x1 = max(0, int(cx - half)), min(frame.shape[1], int(math.ceil(cx + half)))
+        y0, y1 = max(0, int(cy - half)), min(frame.shape[0], int(math.ceil(cy + half)))
+        if x1 <= x0 or y1 <= y0:
+            return
+        m[0, 2] -= x0
+        m[1, 2] -= y0
+        size = (x1 - x0, y1 - y0)
         alpha = cv2.warpAffine(self.alpha, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
         color = cv2.warpAffine(self.premultiplied, m, size, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-        frame *= 1.0 - alpha
-        frame += color
+        roi = frame[y0:y1, x0:x1]
+        roi *= 1.0 - alpha
+        roi += color
 
 
 def _background(h: int, w: int, rng: np.random.Generator, level: float = 0.35) -> np.ndarray:
