@@ -15,6 +15,7 @@ import warnings
 from ..errors import ConfigError
 
 VARIANTS = ("eager", "traced", "traced-cl", "eager-bf16", "traced-bf16", "traced-bf16-cl")
+FULL_VARIANTS = ("eager", "traced", "traced-bf16")   # the full NBSN costs ~240 GMAC per frame: fewer rows
 
 
 def parse_args(argv):
@@ -28,7 +29,9 @@ def parse_args(argv):
     p.add_argument("--width", type=int, default=400)
     p.add_argument("--iters", type=int, default=40, help="timed runs per rt variant")
     p.add_argument("--full-iters", type=int, default=3, help="timed runs per full-NBSN variant")
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS, help="rt variants")
+    p.add_argument("--full-variants", nargs="+", default=list(FULL_VARIANTS), choices=VARIANTS,
+                   help="full-NBSN variants")
     p.add_argument("--weights", default=None, help="weights name/path for the rt rows (default: random init)")
     p.add_argument("--json", default="bench-results/model.json")
     args = p.parse_args(argv)
@@ -57,6 +60,17 @@ def _trace(model, x):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return torch.jit.freeze(torch.jit.trace(model, x, check_trace=False).eval())
+
+
+def gmac_per_frame(model, height: int, width: int) -> float:
+    """Multiply-accumulates per frame, counted on a small input and scaled by pixel count."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+    h, w = 48, 64
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        model(torch.zeros(1, 41, h, w))
+    return counter.get_total_flops() / 2 / (h * w) * height * width / 1e9
 
 
 def run_variant(model, x, variant: str, iters: int, warmup: int = 3):
@@ -93,16 +107,18 @@ def main(argv=None) -> int:
         else:
             model = build_model(arch).eval()
         params = sum(p.numel() for p in model.parameters())
+        gmac = round(gmac_per_frame(model, args.height, args.width), 2)
         iters = args.iters if arch == "rt" else args.full_iters
+        variants = args.variants if arch == "rt" else args.full_variants
         for threads in args.threads:
             torch.set_num_threads(threads)
             reference = None
-            for variant in args.variants:
-                median, best, out = run_variant(model, x, variant, iters, 3 if arch == "rt" else 2)
+            for variant in variants:
+                median, best, out = run_variant(model, x, variant, iters, 3 if arch == "rt" else 1)
                 if variant == "eager":
                     reference = out
                 diff = float((out - reference).abs().max()) if reference is not None else float("nan")
-                rows.append({"arch": arch, "variant": variant, "threads": threads, "params": params,
+                rows.append({"arch": arch, "variant": variant, "threads": threads, "params": params, "gmac": gmac,
                              "ms_median": round(median, 2), "ms_best": round(best, 2),
                              "fps_best": round(1e3 / best, 1), "max_abs_diff": diff})
     report("model", rows, args.json, extra={"shape": [1, 41, args.height, args.width],

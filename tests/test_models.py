@@ -143,7 +143,7 @@ def test_save_load_round_trip(tmp_path, arch):
     cfg = {"width": 16} if arch == "rt" else {"width1": 16, "width2": 16}
     model = build_model(arch, **cfg).eval()
     path = tmp_path / "w.pt"
-    meta = {"command": "ssml-train --nbsn rt", "psnr_db": 31.5}
+    meta = {"command": "ssml-train --nbsn rt", "psnr_db": np.float32(31.5), "data": [tmp_path]}
     save_weights(path, model, arch, model_config(arch, **cfg), meta)
     loaded, got_meta = load_weights(path)
     assert not loaded.training and got_meta["psnr_db"] == 31.5 and got_meta["arch"] == arch
@@ -192,7 +192,6 @@ def test_rt_trace_freeze_export_match_eager():
         assert (exported.module()(x) - eager).abs().max().item() <= 1e-4
 
 
-@pytest.mark.slow
 def test_nbsn_trace_freeze_export_match_eager():
     torch.manual_seed(0)
     model = build_model("nbsn").eval()

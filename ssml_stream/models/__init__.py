@@ -54,11 +54,11 @@ def model_config(arch: str, **config) -> dict:
 
 
 def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
+    """Plain JSON types only (numpy scalars -> numbers, tuples -> lists, paths etc. -> str), so the
+    record loads with torch.load(weights_only=True) and matches the .json sidecar."""
+    def default(v):
+        return v.item() if hasattr(v, "item") and getattr(v, "ndim", 1) == 0 else str(v)
+    return json.loads(json.dumps(value, default=default))
 
 
 def save_weights(path, model: nn.Module, arch: str, config: dict, meta: dict) -> None:
@@ -72,7 +72,7 @@ def save_weights(path, model: nn.Module, arch: str, config: dict, meta: dict) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({**record, "state_dict": state}, path)
     with open(str(path) + ".json", "w") as f:
-        json.dump(record, f, indent=2, default=str)
+        json.dump(record, f, indent=2)
 
 
 def resolve_weights(name_or_path) -> Path:
