@@ -7,7 +7,9 @@ latency (capture of the window's last spike frame -> publish) p50/p99.
 
 Rows: the rt NBSN at the live default (30 fps target) and TFP flat out (target 1000 fps), each with no
 subscribers and with four subscriber processes (three draining and validating every message, one
-connected but never reading). The subscriber ratio is fps(4 subscribers) / fps(none) in the same run.
+connected but never reading). The subscriber ratio is fps(4 subscribers) / fps(none) in the same run;
+rows are run in interleaved segments (`--segments`, default 3) so that load changes on a shared machine
+hit all rows alike.
 The rt model is the shipped `ssml` weights when present, otherwise the untrained rt architecture
 (same cost per frame); the JSON says which.
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import subprocess
 import sys
 import tempfile
@@ -29,6 +32,7 @@ import sys, zmq
 from ssml_stream import schema
 ctx = zmq.Context(); s = ctx.socket(zmq.SUB); s.setsockopt(zmq.SUBSCRIBE, b""); s.setsockopt(zmq.RCVHWM, 4)
 s.connect(sys.argv[1])
+print("ready", flush=True)
 if sys.argv[2] == "stuck":
     import time
     while True: time.sleep(1)
@@ -50,11 +54,13 @@ def parse_args(argv):
                    choices=["rt-0", "rt-4", "tfp-0", "tfp-4"], help="MODEL-SUBSCRIBERS rows to run")
     p.add_argument("--rt-fps", type=float, default=30.0, help="target fps of the rt rows (default 30)")
     p.add_argument("--tfp-fps", type=float, default=1000.0, help="target fps of the TFP rows (default 1000)")
+    p.add_argument("--segments", type=int, default=3,
+                   help="split each row into this many segments, interleaved with the other rows (default 3)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: cores - 1)")
     p.add_argument("--json", default="bench_results/pipeline.json")
     args = p.parse_args(argv)
-    if not args.seconds > 0 or not args.rt_fps > 0 or not args.tfp_fps > 0:
-        raise ConfigError("--seconds, --rt-fps and --tfp-fps must be > 0")
+    if not args.seconds > 0 or not args.rt_fps > 0 or not args.tfp_fps > 0 or args.segments < 1:
+        raise ConfigError("--seconds, --rt-fps, --tfp-fps and --segments must be > 0")
     return args
 
 
@@ -74,48 +80,82 @@ def rt_reconstructor(model: str | None, threads: int | None):
         return TorchReconstructor(net, "rt-untrained", RuntimeOptions(threads=threads)), "rt architecture, untrained"
 
 
-def start_subscribers(endpoint: str, count: int) -> list[subprocess.Popen]:
+def start_subscribers(endpoint: str, count: int, timeout_s: float = 30.0) -> list[subprocess.Popen]:
+    """Start `count` subscriber processes (the first never reads) and wait until each has connected."""
     kinds = ["stuck"] + ["drain"] * (count - 1) if count else []
-    return [subprocess.Popen([sys.executable, "-c", SUBSCRIBER, endpoint, k]) for k in kinds]
+    procs = [subprocess.Popen([sys.executable, "-c", SUBSCRIBER, endpoint, k], stdout=subprocess.PIPE, text=True)
+             for k in kinds]
+    deadline = time.monotonic() + timeout_s
+    for proc in procs:
+        ready, _, _ = select.select([proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready or proc.stdout.readline().strip() != "ready":
+            for q in procs:
+                q.kill()
+            raise ConfigError("a benchmark subscriber did not start; is pyzmq installed?")
+    return procs
 
 
-def run_row(args, model_label: str, rec, fps: float, subscribers: int, endpoint: str) -> dict:
+def run_segment(args, rec, fps: float, subscribers: int, endpoint: str, seconds: float) -> dict:
     from ..pipeline import Pipeline, PipelineConfig
-    cfg = PipelineConfig(device=args.device, model=rec.name, fps=fps, duration_s=args.seconds, publish=[endpoint],
+    cfg = PipelineConfig(device=args.device, model=rec.name, fps=fps, duration_s=seconds, publish=[endpoint],
                          status_interval_s=None, print_summary=False)
     pipeline = Pipeline(cfg, reconstructor=rec)
     subs = start_subscribers(endpoint, subscribers)
     try:
-        time.sleep(1.0 if subs else 0.0)  # subscriber processes start and connect
+        time.sleep(0.5 if subs else 0.0)  # subscriptions reach the publisher
         s = pipeline.run()
     finally:
         for proc in subs:
             proc.kill()
             proc.wait()
-    return {"model": model_label, "subscribers": subscribers, "target_fps": fps, "seconds": args.seconds,
-            "frames_in": s.frames_in, "dropped": s.frames_dropped, "windows_out": s.windows_out,
-            "skipped": s.windows_skipped, "fps": round(s.fps, 2), "latency_p50_ms": round(s.latency_p50_ms, 2),
-            "latency_p99_ms": round(s.latency_p99_ms, 2)}
+    t = pipeline.latency.out_times
+    return {"summary": s, "latency_ms": list(pipeline.latency.all_ms),
+            "intervals": max(0, len(t) - 1), "active_s": (t[-1] - t[0]) if len(t) >= 2 else 0.0}
+
+
+def aggregate(model_label: str, subscribers: int, fps: float, segments: list[dict]) -> dict:
+    """One row from several segments: counts summed, fps = output intervals / time, latencies pooled."""
+    import numpy as np
+    lat = np.concatenate([np.asarray(g["latency_ms"], float) for g in segments]) if segments else np.zeros(0)
+    active_s = sum(g["active_s"] for g in segments)
+    p50, p99 = (np.percentile(lat, [50, 99]) if lat.size else (float("nan"), float("nan")))
+    total = lambda key: sum(getattr(g["summary"], key) for g in segments)  # noqa: E731
+    return {"model": model_label, "subscribers": subscribers, "target_fps": fps,
+            "seconds": round(sum(g["summary"].frames_in for g in segments) / 40_000.0, 1),
+            "frames_in": total("frames_in"), "dropped": total("frames_dropped"), "windows_out": total("windows_out"),
+            "skipped": total("windows_skipped"),
+            "fps": round(sum(g["intervals"] for g in segments) / active_s, 2) if active_s else 0.0,
+            "latency_p50_ms": round(float(p50), 2), "latency_p99_ms": round(float(p99), 2)}
 
 
 def main(argv=None) -> int:
     from .report import report
     args = parse_args(argv)
-    rows, notes = [], {}
+    rows, notes = [], {"segments_per_row": args.segments}
+    segments: dict[str, list[dict]] = {row: [] for row in args.rows}
+    recs = {}
+    seconds = args.seconds / args.segments
     with tempfile.TemporaryDirectory(prefix="ssml-bench-") as tmp:
         endpoint = f"ipc://{tmp}/pipeline.ipc"
-        rt = None
-        for row in args.rows:
-            kind, subs = row.split("-")
-            if kind == "rt":
-                if rt is None:
-                    rt, notes["rt_model"] = rt_reconstructor(args.model, args.threads)
-                rec, fps, label = rt, args.rt_fps, rt.name
-            else:
-                from ..runtime import load_model
-                rec, fps, label = load_model("tfp"), args.tfp_fps, "tfp"
-            print(f"running {row}: {label}, {subs} subscribers, {args.seconds:g} s ...", file=sys.stderr, flush=True)
-            rows.append(run_row(args, label, rec, fps, int(subs), endpoint))
+        # rows are interleaved segment by segment, so a change in machine load hits every row alike
+        for k in range(args.segments):
+            for row in args.rows:
+                kind, subs = row.split("-")
+                if kind not in recs:
+                    if kind == "rt":
+                        recs[kind], notes["rt_model"] = rt_reconstructor(args.model, args.threads)
+                    else:
+                        from ..runtime import load_model
+                        recs[kind] = load_model("tfp")
+                rec = recs[kind]
+                fps = args.rt_fps if kind == "rt" else args.tfp_fps
+                print(f"segment {k + 1}/{args.segments} {row}: {rec.name}, {subs} subscribers, {seconds:g} s ...",
+                      file=sys.stderr, flush=True)
+                segments[row].append(run_segment(args, rec, fps, int(subs), endpoint, seconds))
+    for row in args.rows:
+        kind, subs = row.split("-")
+        rows.append(aggregate(recs[kind].name, int(subs), args.rt_fps if kind == "rt" else args.tfp_fps,
+                              segments[row]))
     by = {(r["model"], r["subscribers"]): r for r in rows}
     checks = {}
     for r in rows:

@@ -251,6 +251,11 @@ class Pipeline:
             self.ring = Ring(info.frame_bytes, capacity=c.ring_frames, lossless=not info.live)
             self.rec_cursor = self.ring.cursor()
             self.rec_cursor_record = self.ring.cursor() if c.record_path else None
+            self.record_writer = None
+            if c.record_path:
+                from .formats import DatWriter
+                self.record_writer = DatWriter(c.record_path, self.height, self.stored_width)
+                self._closers.append(self.record_writer.close)
             self.saver = NpzSaver(c.save_path, self.height, self.width) if c.save_path else None
             if self.saver:
                 self._closers.append(self.saver.close)
@@ -284,25 +289,17 @@ class Pipeline:
             self.ring.close()
 
     def _record(self) -> None:
-        from .formats import DatWriter
-        cursor = self.rec_cursor_record
-        writer = DatWriter(self.config.record_path, self.height, self.stored_width)
-        self._closers.insert(0, writer.close)
+        cursor, writer = self.rec_cursor_record, self.record_writer
         buf = np.empty((1024, self.ring.frame_bytes), np.uint8)
         while True:
             first, count = cursor.read(buf)
             if count:
                 writer.write_packed(buf[:count])
                 self.frames_recorded = writer.frames_written
-            elif self.ring.closed and cursor.available == 0:
-                break
-            elif self.stop_event.is_set():
-                # a stop drains what is already in the ring, then ends
-                if cursor.available == 0:
-                    break
+            elif self.ring.closed:
+                break  # closed (end of stream or stop) and everything held has been written
             else:
                 cursor.wait(1, 0.05)
-        writer.close()
 
     def _emit(self, frame: np.ndarray, center: int, capture_ns: int) -> None:
         half = self.config.window_frames // 2
@@ -310,10 +307,10 @@ class Pipeline:
         while not self.stop_event.is_set():
             try:
                 self.sink_queue.put(out, timeout=0.1)
-                break
+                self.windows_out += 1
+                return
             except queue.Full:
                 continue
-        self.windows_out += 1
 
     def _reconstruct_lossless(self) -> None:
         c, cursor = self.config, self.rec_cursor
@@ -476,7 +473,9 @@ class Pipeline:
             self.stop()
         deadline = time.perf_counter() + 1.5
         for t in self._threads:
-            t.join(max(0.0, deadline - time.perf_counter()))
+            # the recorder gets longer: it writes what the ring still holds (at most ring_frames frames)
+            extra_s = 5.0 if t.name == "ssml-record" else 0.0
+            t.join(max(0.0, deadline + extra_s - time.perf_counter()))
         wall_s = time.perf_counter() - self._t_start if self._t_start else 0.0
         for close in self._closers:
             try:

@@ -142,7 +142,7 @@ def test_bench_pipeline_smoke(tmp_path, capsys):
 
     from ssml_stream.bench import pipeline as bench
     path = tmp_path / "pipeline.json"
-    assert bench.main(["--seconds", "1", "--rows", "tfp-0", "tfp-4", "--device", "sim:spin", "--json", str(path)]) == 0
+    assert bench.main(["--seconds", "1", "--segments", "1", "--rows", "tfp-0", "tfp-4", "--device", "sim:spin", "--json", str(path)]) == 0
     rows = json.loads(path.read_text())["rows"]
     assert [(r["model"], r["subscribers"]) for r in rows] == [("tfp", 0), ("tfp", 4)]
     assert all(r["frames_in"] == 40_000 and r["windows_out"] > 10 for r in rows)
