@@ -107,7 +107,7 @@ def main(argv=None) -> int:
         else:
             model = build_model(arch).eval()
         params = sum(p.numel() for p in model.parameters())
-        gmac = round(gmac_per_frame(model, args.height, args.width), 2)
+        gmac = gmac_per_frame(model, args.height, args.width)
         iters = args.iters if arch == "rt" else args.full_iters
         variants = args.variants if arch == "rt" else args.full_variants
         for threads in args.threads:

@@ -201,3 +201,21 @@ def test_nbsn_trace_freeze_export_match_eager():
         assert (_trace_frozen(model, x)(x) - eager).abs().max().item() <= 1e-4
         exported = torch.export.export(model, (x,))
         assert (exported.module()(x) - eager).abs().max().item() <= 1e-4
+
+
+# ---------------------------------------------------------------- benchmark smoke run
+
+def test_model_bench_smoke(tmp_path, capsys):
+    from ssml_stream.bench.cli import main as bench_main
+    out = tmp_path / "model.json"
+    rc = bench_main(["model", "--height", "16", "--width", "24", "--iters", "1", "--full-iters", "1",
+                     "--threads", "1", "--json", str(out)])
+    assert rc == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["arch"] for r in rows] == ["rt"] * 6 + ["nbsn"] * 3
+    for r in rows:
+        assert r["fps_best"] > 0 and r["gmac"] > 0 and r["params"] > 0
+        limit = 1e-4 if "bf16" not in r["variant"] else 0.05
+        assert r["max_abs_diff"] <= limit, r
+    assert "ms_best" in capsys.readouterr().out
+    assert bench_main(["model", "--threads", "0"]) == 2
