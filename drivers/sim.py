@@ -343,7 +343,7 @@ class SimCamera(Driver):
         replay(self, self.loop, ring, stop, rate_hz=o.rate_hz, speed=self.speed, loop=True, max_frames=max_frames)
 
     def close(self) -> None:
-        self.loop = self.loop[:0]
+        self.loop = np.empty((0, self.info.frame_bytes), np.uint8)  # release the pre-rendered loop
 
 
 def open_sim(uri: str, options: DriverOptions) -> SimCamera:

@@ -228,6 +228,7 @@ def record_main(argv=None) -> int:
         except KeyboardInterrupt:
             interrupted = True
             stop.set()
+            ring.close()  # wakes a lossless producer blocked waiting for room
             producer.join(2.0)
             while True:  # flush what is already in the ring
                 _, count = cursor.read(buf)
