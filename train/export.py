@@ -3,6 +3,9 @@
 Both artefacts need only torch to load (no ssml_stream import):
 - torchscript: `torch.jit.script` (falls back to `torch.jit.trace` on a 41 x H x W example), then
   `torch.jit.freeze`; load with `torch.jit.load(path)`. The live pipeline's artefact.
+- weights: the fp16 shipped-weights file (`models.save_weights`, loads with `models.load_weights` or
+  `--model PATH`), with metadata taken from the checkpoint (training command, data, steps, wall time,
+  validation PSNR) and, with `--eval-json`, the PSNR/SSIM that ssml-eval measured for it.
 - export: `torch.export.export` with dynamic batch, height and width (any size >= 2), saved
   with `torch.export.save`; load with `torch.export.load(path).module()`. TorchScript is deprecated
   upstream since torch 2.11; this is the forward-looking format.
@@ -11,6 +14,7 @@ Input: B x 41 x H x W float spikes (0/1); output: B x 1 x H x W firing rate (spi
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import warnings
 from pathlib import Path
@@ -21,20 +25,22 @@ from torch import nn
 from ..cli_common import cli_entry
 from ..errors import ConfigError, ModelError
 
-FORMATS = ("torchscript", "export")
+FORMATS = ("torchscript", "export", "weights")
 
 EXAMPLES = """examples:
   ssml-export runs/rt/best.pt --format torchscript --out ssml-rt.ts
   ssml-export runs/full/last.pt --format export --out ssml-full.pt2
   ssml-export ssml --format torchscript --out shipped-rt.ts      # shipped weights by name
+  ssml-export runs/rt/last.pt --format weights --out ssml_stream/models/weights/ssml-rt.pt \
+      --eval-json eval.json --eval-name last.pt
 """
 
 
 def load_nbsn(spec: str) -> tuple[nn.Module, str]:
     """(NBSN in eval mode, float32, CPU; arch) from a trainer checkpoint, weights file or shipped name."""
-    from .loop import is_checkpoint, load_nbsn_checkpoint
+    from .loop import is_checkpoint, load_nbsn_checkpoint, read_torch_file
 
-    if Path(spec).is_file() and is_checkpoint(spec):
+    if Path(spec).is_file() and is_checkpoint(read_torch_file(spec)):
         model, ckpt = load_nbsn_checkpoint(spec)
         return model.float().eval(), ckpt["nbsn_arch"]
     from ..models import load_weights
@@ -91,17 +97,60 @@ def save_exported(model: nn.Module, out: Path, example: torch.Tensor, dynamic: b
     return is_dynamic
 
 
+def weights_meta(ckpt: dict, eval_json: str | None = None, eval_name: str | None = None) -> dict:
+    """Metadata for shipped weights: how they were trained and what they measured."""
+    import platform
+    import time
+
+    args = ckpt.get("args", {})
+    meta = {
+        "training_command": args.get("command", ""),
+        "data": {"dat": args.get("dat", []), "sim": args.get("sim", []),
+                 "sim_frames": args.get("sim_frames"), "seed": args.get("seed")},
+        "steps": int(ckpt.get("step", 0)),
+        "wall_time_min": round(float(ckpt.get("elapsed_s", 0.0)) / 60.0, 1),
+        "threads": args.get("threads"), "amp": args.get("amp"), "batch_size": args.get("batch_size"),
+        "crop": args.get("crop"), "lr": args.get("lr"),
+        "loss": "MSE(BSN, TFI search 12 fallback 24) + %g * MSE(NBSN, BSN)" % args.get("mutual_weight", 0.01)
+                + (" + %g * MSE(NBSN, teacher %s)" % (args.get("distill_weight", 1.0), args.get("distill_from"))
+                   if args.get("distill_from") else ""),
+        "train_val_psnr_nbsn_best": ckpt.get("best_psnr"),
+        "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": f"{platform.machine()} {platform.processor() or ''}".strip() + f", torch {torch.__version__}",
+    }
+    if eval_json:
+        res = json.loads(Path(eval_json).read_text())
+        name = eval_name or next((m for m in res.get("methods", []) if m not in ("TFP41", "TFI")), None)
+        if name not in res.get("summary", {}):
+            raise ConfigError(f"--eval-name {name!r} not in {eval_json} (methods: {', '.join(res['summary'])})")
+        meta["eval"] = {
+            "command": res.get("command"),
+            "summary": res["summary"][name],
+            "per_source": {s: {"psnr": row[name]["psnr"], "ssim": row[name]["ssim"],
+                               "best_baseline": row["best_baseline"]} for s, row in res["sources"].items()},
+        }
+    return meta
+
+
 def export_nbsn(spec: str, fmt: str, out: str | Path, height: int = 250, width: int = 400,
-                dynamic: bool = True) -> dict:
+                dynamic: bool = True, eval_json: str | None = None, eval_name: str | None = None) -> dict:
     if fmt not in FORMATS:
-        raise ConfigError(f"--format {fmt!r}: use torchscript or export")
+        raise ConfigError(f"--format {fmt!r}: use {', '.join(FORMATS)}")
     out = Path(out)
     if out.parent and not out.parent.exists():
         raise ConfigError(f"--out {out}: folder {out.parent} does not exist")
     model, arch = load_nbsn(spec)
     example = example_input(height, width)
     try:
-        if fmt == "torchscript":
+        if fmt == "weights":
+            from ..models import model_config, save_weights
+            from .loop import load_nbsn_checkpoint
+
+            _model, ckpt = load_nbsn_checkpoint(spec)
+            config = ckpt.get("nbsn_config") or model_config(arch)
+            save_weights(out, model, arch, config, weights_meta(ckpt, eval_json, eval_name))
+            is_dynamic = True
+        elif fmt == "torchscript":
             save_torchscript(model, out, example)
             is_dynamic = True
         else:
@@ -118,12 +167,16 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("ckpt", help="ssml-train checkpoint (.pt), shipped-weights file, or name (ssml, ssml-full)")
     p.add_argument("--format", choices=FORMATS, default="torchscript")
-    p.add_argument("--out", required=True, help="output file (.ts/.pt for torchscript, .pt2 for export)")
+    p.add_argument("--out", required=True, help="output file (.ts/.pt for torchscript, .pt2 for export, "
+                   ".pt for weights)")
     p.add_argument("--height", type=int, default=250, help="example height used to trace/export")
     p.add_argument("--width", type=int, default=400, help="example width used to trace/export")
     p.add_argument("--static", action="store_true", help="export: fix H x W to the example size")
+    p.add_argument("--eval-json", help="weights: add the scores from this ssml-eval --json file to the metadata")
+    p.add_argument("--eval-name", help="weights: the model's column name in --eval-json (default: first model)")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
-    info = export_nbsn(args.ckpt, args.format, args.out, args.height, args.width, dynamic=not args.static)
+    info = export_nbsn(args.ckpt, args.format, args.out, args.height, args.width, dynamic=not args.static,
+                       eval_json=args.eval_json, eval_name=args.eval_name)
     shape = "any H x W" if info["dynamic_hw"] else f"{args.height}x{args.width} only"
     print(f"ssml-export: {info['arch']} NBSN -> {info['out']} ({info['format']}, {shape}, "
           f"{info['bytes'] / 1e6:.1f} MB)")

@@ -19,6 +19,10 @@ BSN terms are unchanged.
 Optimiser: Adam (0.9, 0.999, eps 1e-8) over both networks, lr 3e-4 on a cosine schedule to 0.
 The schedule's progress is max(step / steps, elapsed / max_minutes) when a time budget is given, so a
 run that must end on time still anneals fully. Ground truth is read only by `validate`.
+
+Speed (a departure from the paper's fp32 GPU training, `--amp off` restores it): by default the
+forward pass runs under bf16 autocast, which made a training step about 4x faster on this 2-core
+AVX512-BF16 CPU; master weights, Adam state, the TFI label and the loss are fp32, validation is fp32.
 """
 from __future__ import annotations
 
@@ -67,6 +71,7 @@ class TrainConfig:
     log_every: int = 10
     seed: int = 0
     threads: int = 0  # 0 = torch's default
+    amp: str = "bf16"  # bf16: forward under torch.autocast (bfloat16 matmuls/convs, fp32 weights); off: fp32
     device: str = "auto"
     resume: str | None = None  # checkpoint path or "auto" (= RUN_DIR/last.pt)
     height: int = 250
@@ -116,21 +121,31 @@ def _model_config(arch: str) -> dict:
     return model_config(arch)
 
 
+def read_torch_file(path: str | os.PathLike, map_location="cpu"):
+    """torch.load with weights_only=True (no arbitrary unpickling); ModelError in one line if unreadable."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: not found")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure means "not ours"
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"{path}: not a readable ssml-train checkpoint or weights file ({first[:120]})") from e
+
+
 def load_nbsn_checkpoint(path: str | os.PathLike, map_location="cpu") -> tuple[nn.Module, dict]:
     """(NBSN in eval mode, checkpoint dict) from a trainer checkpoint."""
     from ..models import build_model
 
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{path}: no such checkpoint")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=False)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means "not a checkpoint"
-        raise ModelError(f"{path}: not a readable torch file ({e})") from e
+    ckpt = read_torch_file(path, map_location)
     if not isinstance(ckpt, dict) or "nbsn" not in ckpt or "nbsn_arch" not in ckpt:
         raise ModelError(f"{path}: not an ssml-train checkpoint (no 'nbsn' / 'nbsn_arch' entries)")
     model = build_model(ckpt["nbsn_arch"], **_config_kwargs(ckpt.get("nbsn_config", {})))
-    model.load_state_dict(ckpt["nbsn"])
+    try:
+        model.load_state_dict(ckpt["nbsn"])
+    except RuntimeError as e:
+        raise ModelError(f"{path}: the {ckpt['nbsn_arch']!r} NBSN in this checkpoint does not fit the current "
+                         f"network code (trained with an older version?): {str(e).splitlines()[0]}") from e
     return model.eval(), ckpt
 
 
@@ -139,20 +154,14 @@ def _config_kwargs(cfg: dict) -> dict:
     return {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
 
 
-def is_checkpoint(path: str | os.PathLike) -> bool:
-    path = Path(path)
-    if not path.is_file():
-        return False
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception:  # noqa: BLE001
-        return False
-    return isinstance(obj, dict) and "nbsn" in obj and "optimizer" in obj
+def is_checkpoint(obj) -> bool:
+    """Whether a loaded torch object is an ssml-train checkpoint (vs. a shipped-weights record)."""
+    return isinstance(obj, dict) and "nbsn" in obj and "nbsn_arch" in obj
 
 
 def load_teacher(spec: str) -> nn.Module:
     """A frozen teacher NBSN from a trainer checkpoint or shipped weights (name or path)."""
-    if Path(spec).is_file() and is_checkpoint(spec):
+    if Path(spec).is_file() and is_checkpoint(read_torch_file(spec)):
         model, _ = load_nbsn_checkpoint(spec)
     else:
         from ..models import load_weights
@@ -174,6 +183,8 @@ class Trainer:
         self.cfg = config
         if config.nbsn not in NBSN_ARCHS:
             raise ConfigError(f"--nbsn {config.nbsn!r}: use full or rt")
+        if config.amp not in ("bf16", "off"):
+            raise ConfigError(f"--amp {config.amp!r}: use bf16 or off")
         if config.steps < 1:
             raise ConfigError("--steps must be >= 1")
         if config.crop % 4:
@@ -224,7 +235,7 @@ class Trainer:
         path = self.run_dir / "last.pt" if spec == "auto" else Path(spec)
         if not path.is_file():
             raise ConfigError(f"--resume: {path} not found")
-        ckpt = torch.load(path, map_location=self.device, weights_only=False)
+        ckpt = read_torch_file(path, self.device)
         if ckpt.get("nbsn_arch") != self.nbsn_arch:
             raise ConfigError(f"--resume: {path} holds an {ckpt.get('nbsn_arch')!r} NBSN, this run trains "
                               f"{self.nbsn_arch!r}; match --nbsn")
@@ -282,17 +293,28 @@ class Trainer:
     def batch(self) -> torch.Tensor:
         return torch.from_numpy(self.sampler.sample()).to(self.device, torch.float32)
 
+    def autocast(self):
+        """bf16 autocast: about 4x faster training steps on this AVX512-BF16 CPU (measured, 1 thread);
+        weights, optimiser state, labels and the loss stay fp32."""
+        import contextlib
+
+        if self.cfg.amp == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def train_step(self) -> dict:
         x = self.batch()
         lr = cosine_lr(self.cfg.lr, self.progress())
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         label = self._tfi_center(x, self.cfg.tfi_search, self.cfg.tfi_fallback)
-        bsn_out, nbsn_out = self.model(x)
         teacher_out = None
-        if self.teacher is not None:
-            with torch.no_grad():
-                teacher_out = self.teacher(x)
+        with self.autocast():
+            bsn_out, nbsn_out = self.model(x)
+            if self.teacher is not None:
+                with torch.no_grad():
+                    teacher_out = self.teacher(x).float()
+        bsn_out, nbsn_out = bsn_out.float(), nbsn_out.float()
         terms = mutual_loss(bsn_out, nbsn_out, label, self.cfg.mutual_weight, teacher_out, self.cfg.distill_weight)
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()

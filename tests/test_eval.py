@@ -1,0 +1,80 @@
+"""ssml-eval: SSIM implementation, scoring/margins, REDS baseline figures, JSON and PNG outputs."""
+import json
+
+import numpy as np
+import pytest
+
+from ssml_stream.train.evaluate import EvalSource, baseline_fns, evaluate, main
+from ssml_stream.train.metrics import psnr, ssim
+
+
+def test_ssim_identity_symmetry_and_noise(rng):
+    img = rng.random((40, 50))
+    assert ssim(img, img) == pytest.approx(1.0)
+    noisy = np.clip(img + rng.normal(0, 0.05, img.shape), 0, 1)
+    noisier = np.clip(img + rng.normal(0, 0.2, img.shape), 0, 1)
+    assert ssim(noisy, img) == pytest.approx(ssim(img, noisy))
+    assert 0 < ssim(noisier, img) < ssim(noisy, img) < 1
+
+
+def test_ssim_of_constant_images_is_the_luminance_term():
+    """Zero variance: SSIM = (2ab + C1) / (a^2 + b^2 + C1), C1 = 0.01^2."""
+    a, b = 0.3, 0.5
+    x, y = np.full((20, 20), a), np.full((20, 20), b)
+    c1 = 0.01 ** 2
+    assert ssim(x, y) == pytest.approx((2 * a * b + c1) / (a * a + b * b + c1), rel=1e-9)
+
+
+def _source(rng, name, intensity, rate_gain=0.6, n=41):
+    spikes = (rng.random((n,) + intensity.shape) < rate_gain * intensity).astype(np.uint8)
+    return EvalSource(name, spikes, intensity.astype(np.float32), rate_gain)
+
+
+def test_evaluate_scores_baselines_models_and_margins(rng):
+    gt = np.tile(np.linspace(0.2, 0.9, 48, dtype=np.float32), (32, 1))
+    sources = [_source(rng, "a", gt), _source(rng, "b", gt[::-1].copy())]
+    methods = dict(baseline_fns())
+    methods["oracle"] = lambda w: gt * 0.6 if w is sources[0].window else gt[::-1] * 0.6
+    methods["zero"] = lambda w: np.zeros(w.shape[1:], np.float32)
+    res = evaluate(sources, methods)
+    for name in ("a", "b"):
+        row = res["sources"][name]
+        assert row["best_baseline"]["psnr"] == max(row["TFP41"]["psnr"], row["TFI"]["psnr"])
+        assert row["oracle"]["psnr"] == float("inf") or row["oracle"]["psnr"] > 60
+        assert row["TFP41"]["psnr"] > row["TFI"]["psnr"]  # static scene: the 41-frame mean wins
+    zero = res["summary"]["zero"]
+    expected = np.mean([res["sources"][s]["zero"]["psnr"] - res["sources"][s]["best_baseline"]["psnr"]
+                        for s in ("a", "b")])
+    assert zero["margin_over_best_baseline_db"] == pytest.approx(expected)
+    assert zero["margin_over_best_baseline_db"] < 0
+    assert set(res["images"]["a"]) == {"GT", "TFP41", "TFI", "oracle", "zero"}
+
+
+def test_reds_baselines_match_the_published_figures(reds_test, tmp_path, capsys):
+    """TFP41 on test/200_part1 is 31.6 dB (../shared/data/README.md); the CLI writes JSON and PNG."""
+    dat, gt = reds_test
+    out_json, out_png = tmp_path / "e.json", tmp_path / "e.png"
+    assert main(["--data", str(dat), "--no-sim", "--json", str(out_json), "--png", str(out_png)]) == 0
+    res = json.loads(out_json.read_text())
+    row = res["sources"]["200_part1_key_id151"]
+    assert row["TFP41"]["psnr"] == pytest.approx(31.6, abs=0.1)
+    assert row["TFI"]["psnr"] == pytest.approx(21.8, abs=0.15)
+    assert row["best_baseline"]["method"] == "TFP41"
+    import cv2
+
+    img = cv2.imread(str(out_png))
+    assert img is not None and img.shape[0] == 250 and img.shape[1] == 3 * 400
+    assert "best classical" in capsys.readouterr().out
+
+
+def test_eval_cli_bad_inputs(tmp_path, capsys):
+    assert main(["--no-data", "--no-sim"]) == 2
+    assert "nothing to evaluate" in capsys.readouterr().err
+    assert main([str(tmp_path / "missing.pt"), "--no-sim", "--data", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+
+
+def test_psnr_of_reconstruction_against_intensity():
+    gt = np.full((8, 8), 0.5, np.float32)
+    assert psnr(gt + 0.1, gt) == pytest.approx(20.0)
