@@ -162,28 +162,22 @@ def test_live_default_camera_starts_fast_and_keeps_40khz():
     t0 = time.perf_counter()
     d = open_driver("sim", DriverOptions(duration_s=2.0))
     assert time.perf_counter() - t0 < 10.0
-    ring = Ring(d.info.frame_bytes, capacity=8192)
+    ring = Ring(d.info.frame_bytes, capacity=16384)
     cursor = ring.cursor()
     stop = threading.Event()
-    t = threading.Thread(target=d.run, args=(ring, stop))
+    timing = {}
+
+    def produce():
+        timing["start"] = time.perf_counter()
+        d.run(ring, stop)
+        timing["end"] = time.perf_counter()
+
+    t = threading.Thread(target=produce)
     buf = np.empty((1024, d.info.frame_bytes), np.uint8)
     got = 0
-    start = time.perf_counter()
     t.start()
     while t.is_alive() or cursor.available:
         cursor.wait(1, 0.05)
         got += cursor.read(buf)[1]
-    elapsed = time.perf_counter() - start
     assert got == 80000 and cursor.dropped == 0
-    assert abs(80000 / elapsed - 40000) < 0.02 * 40000
-
-
-def test_live_driver_from_an_image_uri(tmp_path):
-    truth = _static_image(tmp_path / "photo.png")
-    d = open_driver(f"sim:{tmp_path / 'photo.png'}",
-                    DriverOptions(height=48, width=64, speed=None, duration_s=0.01,
-                                  extra={"loop_s": 0.1, "pan": 0, "zoom": 0, "rotate_deg": 0,
-                                         "noise": {"dark_rate": 0.0}}))
-    assert d.info.name.startswith("sim:") and not d.info.live  # speed=None: lossless replay
-    rate = np.unpackbits(d.loop, axis=1, bitorder="little").reshape(-1, 48, 64)[:, ::-1].mean(axis=0)
-    assert psnr(rate / 0.6, truth) > 25  # 4000 frames, resize and border differences included
+    assert abs(80000 / (timing["end"] - timing["start"]) - 40000) < 0.01 * 40000
