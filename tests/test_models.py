@@ -219,3 +219,13 @@ def test_model_bench_smoke(tmp_path, capsys):
         assert r["max_abs_diff"] <= limit, r
     assert "ms_best" in capsys.readouterr().out
     assert bench_main(["model", "--threads", "0"]) == 2
+
+
+def test_rt_starts_as_tfp41():
+    """The rt skip path is initialised to TFP41: with the residual branch silenced it returns TFP41."""
+    model = build_model("rt").eval()
+    with torch.no_grad():
+        model.to_full[0].weight.zero_()
+        model.to_full[0].bias.zero_()
+        x = spikes((1, 41, 18, 30), 0.3)
+        torch.testing.assert_close(model(x), tfp_center(x, 41), rtol=0, atol=1e-6)
