@@ -27,6 +27,8 @@ import time
 
 from ..errors import ConfigError
 
+SETTLE_S = 1.0  # pause before each segment (same for every row: start-up work settles, subscribers connect)
+
 SUBSCRIBER = r"""
 import sys, zmq
 from ssml_stream import schema
@@ -102,7 +104,7 @@ def run_segment(args, rec, fps: float, subscribers: int, endpoint: str, seconds:
     pipeline = Pipeline(cfg, reconstructor=rec)
     subs = start_subscribers(endpoint, subscribers)
     try:
-        time.sleep(0.5 if subs else 0.0)  # subscriptions reach the publisher
+        time.sleep(SETTLE_S)  # subscriptions reach the publisher; every row waits alike
         s = pipeline.run()
     finally:
         for proc in subs:
