@@ -137,46 +137,61 @@ def start_viewer(endpoint: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "ssml_stream.viewer", "--connect", endpoint])
 
 
-def install_stop_handlers(pipeline: Pipeline) -> dict:
-    """SIGINT/SIGTERM stop the pipeline (it then flushes files and exits 0); a second one exits at once."""
-    if threading.current_thread() is not threading.main_thread():
-        return {}
-    signals_seen = []
+class StopOnSignal:
+    """SIGINT/SIGTERM stop the pipeline (which then flushes files; exit 0), also when they arrive while it
+    is still being built; a second signal interrupts at once."""
 
-    def handler(signum, _frame):
-        signals_seen.append(signum)
-        if len(signals_seen) > 1:
+    def __init__(self):
+        self.pipeline: Pipeline | None = None
+        self.signals: list[int] = []
+        self.previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _handle(self, signum, _frame):
+        self.signals.append(signum)
+        if len(self.signals) > 1:
             raise KeyboardInterrupt
-        pipeline.stop()
+        if self.pipeline is not None:
+            self.pipeline.stop()
 
-    return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    def attach(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        if self.signals:
+            pipeline.stop()
+
+    def __exit__(self, *exc):
+        for s, h in self.previous.items():
+            signal.signal(s, h)
 
 
 @cli_entry(PROG)
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     config = config_from_args(args)
-    pipeline = Pipeline(config)
-    previous = install_stop_handlers(pipeline)
-    viewer = None
-    try:
-        if args.view:
-            viewer = start_viewer(config.publish[0])
-            # closing the viewer window (q / Esc) ends the run as well
-            threading.Thread(target=lambda: (viewer.wait(), pipeline.stop()), daemon=True).start()
-        pipeline.run()
-        if viewer is not None and viewer.poll():
-            return 2  # the viewer could not run (it printed why, e.g. no display)
-    finally:
-        pipeline.close()
-        if viewer is not None and viewer.poll() is None:
-            viewer.terminate()
-            try:
-                viewer.wait(2)
-            except subprocess.TimeoutExpired:
-                viewer.kill()
-        for s, h in previous.items():
-            signal.signal(s, h)
+    with StopOnSignal() as stopper:
+        pipeline = Pipeline(config)
+        stopper.attach(pipeline)
+        viewer = None
+        try:
+            if args.view and not stopper.signals:
+                viewer = start_viewer(config.publish[0])
+                # closing the viewer window (q / Esc) ends the run as well
+                threading.Thread(target=lambda: (viewer.wait(), pipeline.stop()), daemon=True).start()
+            pipeline.run()
+            if viewer is not None and viewer.poll():
+                return 2  # the viewer could not run (it printed why, e.g. no display)
+        finally:
+            pipeline.close()
+            if viewer is not None and viewer.poll() is None:
+                viewer.terminate()
+                try:
+                    viewer.wait(2)
+                except subprocess.TimeoutExpired:
+                    viewer.kill()
     return 0
 
 
