@@ -17,7 +17,8 @@ def open_driver(uri: str, options: DriverOptions | None = None) -> Driver:
     if uri == "sim" or scheme == "sim":
         from .sim import open_sim
         return open_sim(uri, options)
-    if scheme == "file" or uri.endswith(".dat"):
+    # explicit schemes first, so fifo:/tmp/cam.dat is a FIFO and /dev/shm/rec.dat a file
+    if scheme == "file" or (uri.endswith(".dat") and scheme not in ("fifo", "tcp")):
         from .file import FileReplay
         return FileReplay(uri[5:] if scheme == "file" else uri, options)
     if uri == "-" or scheme in ("fifo", "tcp") or uri.startswith("/dev/"):

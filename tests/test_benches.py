@@ -15,7 +15,7 @@ def test_unpack_bench_smoke(tmp_path, capsys):
     assert rc == 0
     result = json.loads(out.read_text())
     rows = {(r["method"], r["into"].split("-")[1]): r for r in result["rows"]}
-    assert set(m for m, _ in rows) == {"numba", "numba-parallel", "numpy"} and len(rows) == 6
+    assert set(m for m, _ in rows) == {"numba", "numba-parallel", "numba-lut", "numpy"} and len(rows) == 8
     assert all(r["frames_per_s"] > 0 for r in rows.values())
     assert rows[("numpy", "frame window")]["x_numpy"] == 1
     assert "frames_per_s" in capsys.readouterr().out

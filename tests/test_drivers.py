@@ -285,6 +285,14 @@ def test_stdin_from_a_subprocess_pipe(tmp_path, rng):
     assert "end of stream" in " ".join(reason)
 
 
+def test_fifo_uri_ending_in_dat_is_a_fifo(tmp_path):
+    import os
+    os.mkfifo(tmp_path / "cam.dat")
+    d = open_driver(f"fifo:{tmp_path / 'cam.dat'}", _raw_opts())
+    assert type(d).__name__ == "RawStream"
+    d.close()
+
+
 def test_raw_path_errors(tmp_path):
     with pytest.raises(DriverError, match="no such file"):
         open_driver(f"fifo:{tmp_path / 'missing'}", _raw_opts())
