@@ -16,9 +16,10 @@ cpu_count - 1 threads (see runtime.py) so capture always has a core.
 Where frames get lost, and how it is counted:
 - `dropped`: spike frames lost at ingest, i.e. frames the ring overwrote before the reconstruction (or
   recorder) cursor read them (`Cursor.dropped`), plus any the driver itself reports (`frames_dropped`).
-- `skipped`: windows on the stride grid that were not reconstructed. Only the live scheduler skips:
-  it always takes the **newest complete window** (`Cursor.read_latest`) at the target fps, so a slow
-  model lowers the output rate but never slows the source or builds a backlog.
+- `skipped`: windows on the stride grid that were not reconstructed. The live scheduler skips by
+  design: it always takes the **newest complete window** (`Cursor.read_latest`) at the target fps, so a
+  slow model lowers the output rate but never slows the source or builds a backlog. In lossless mode on
+  a live source, grid windows cut by a ring overrun count as skipped too (their frames as dropped).
 - Lossless mode (a non-live source such as `file:X.dat --speed max`, or any `--stride` without `--fps`)
   reconstructs every window on the grid `window//2 + k*stride` with `unpack.SlidingWindows`; a lossless
   ring blocks the replay instead of dropping.
@@ -327,6 +328,8 @@ class Pipeline:
             for center, window in windows.feed(chunk[:count], first):
                 frame = self.rec(window, np.empty((self.height, self.width), np.float32))
                 self._emit(frame, center, chunk_ns[center + windows.half - first])
+                # grid windows lost because a ring overrun cut them (live source only; else always 0)
+                self.skipped = (center - windows.half) // self.stride + 1 - self.windows_out
                 if self.stop_event.is_set():
                     return
 

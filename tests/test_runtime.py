@@ -114,9 +114,13 @@ def test_errors_are_model_errors(tmp_path, rt_model, window):
         rec(window[:21])
     with pytest.raises(ModelError, match="out must be"):
         rec(window, np.empty((H, W + 1), np.float32))
+    with pytest.raises(ModelError, match="precision"):
+        TorchReconstructor(rt_model, "rt", RuntimeOptions(compute="cpu", precision="fp8"))
     if not torch.cuda.is_available():
         with pytest.raises(ModelError, match="no CUDA"):
             load_model("tfp", "cuda")
+        with pytest.raises(ModelError, match="CUDA only"):
+            TorchReconstructor(rt_model, "rt", RuntimeOptions(compute="cpu", precision="fp16"))
 
 
 def test_shipped_name_loads_or_says_how_to_train(window):
