@@ -230,6 +230,14 @@ class Pipeline:
         self._t_start = 0.0
         self._finished = threading.Event()
         try:
+            # the model first: a bad --model fails before a simulator spends seconds pre-rendering
+            if reconstructor is None:
+                from .runtime import load_model
+                reconstructor = load_model(c.model, c.compute, precision=c.precision, threads=c.threads)
+            self.rec = reconstructor
+            wf = getattr(self.rec, "window_frames", None)
+            if wf and wf != c.window_frames:
+                raise ConfigError(f"model {self.rec.name} takes {wf}-frame windows; use --window {wf}")
             self.driver = open_driver(c.device, DriverOptions(
                 height=c.height, width=c.width, stored_width=c.stored_width, rate_hz=c.rate_hz, speed=c.speed,
                 loop=c.loop, allow_truncated=c.allow_truncated, seed=c.seed, duration_s=c.duration_s,
@@ -242,13 +250,6 @@ class Pipeline:
             self.fps = None if self.lossless else (c.fps or DEFAULT_FPS)
             target_fps = c.fps or DEFAULT_FPS
             self.stride = c.stride_frames or max(1, int(round(self.rate_hz / target_fps)))
-            if reconstructor is None:
-                from .runtime import load_model
-                reconstructor = load_model(c.model, c.compute, precision=c.precision, threads=c.threads)
-            self.rec = reconstructor
-            wf = getattr(self.rec, "window_frames", None)
-            if wf and wf != c.window_frames:
-                raise ConfigError(f"model {self.rec.name} takes {wf}-frame windows; use --window {wf}")
             self.ring = Ring(info.frame_bytes, capacity=c.ring_frames, lossless=not info.live)
             self.rec_cursor = self.ring.cursor()
             self.rec_cursor_record = self.ring.cursor() if c.record_path else None
