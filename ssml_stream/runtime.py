@@ -202,7 +202,7 @@ class TorchReconstructor(Reconstructor):
             self._staging.copy_(src)
             x.copy_(self._staging.to(self.device, non_blocking=True))
         runner = self._runner(x) if self.device == "cpu" else self.module
-        autocast = torch.autocast("cpu", dtype=torch.bfloat16) if self.autocast_bf16 else nullcontext()
+        autocast = torch.autocast(self.device, dtype=torch.bfloat16) if self.autocast_bf16 else nullcontext()
         with quiet_torch(), torch.inference_mode(), autocast:
             y = runner(x)
         if y.dim() != 4 or y.shape[0] != 1 or y.shape[1] != 1 or tuple(y.shape[2:]) != window.shape[1:]:
