@@ -392,10 +392,10 @@ class Pipeline:
                 self.publisher.send_frame(item.frame, seq=item.seq, center=item.center, first=item.first,
                                           last=item.last, capture_ns=item.capture_ns, model=model_name,
                                           dropped=self.dropped, skipped=self.skipped)
+            item.publish_ns = time.time_ns()  # latency is capture -> publish (saving comes after)
+            self.latency.add((item.publish_ns - item.capture_ns) / 1e6, time.perf_counter())
             if self.saver is not None:
                 self.saver.append(item)
-            item.publish_ns = time.time_ns()
-            self.latency.add((item.publish_ns - item.capture_ns) / 1e6, time.perf_counter())
             if self.on_output is not None:
                 self.on_output(item)
 
