@@ -337,7 +337,9 @@ class Viewer:
             print(f"ssml-view: recorded {self.recorder.frames} frames to {self.recorder.path}", file=sys.stderr)
             self.recorder = None
         else:
-            path = self.cfg.record or time.strftime("ssml-view-%Y%m%d-%H%M%S.mp4")
+            # never overwrite an earlier recording of this session: later ones get a time stamp
+            stem = Path(self.cfg.record).with_suffix("") if self.cfg.record else Path("ssml-view")
+            path = f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}.mp4"
             self.recorder = Recorder(path, self.cfg.record_fps)
             print(f"ssml-view: recording to {path}", file=sys.stderr)
 
@@ -482,13 +484,13 @@ keys: q/Esc quit, space pause, s snapshot PNG, +/- gain, g gamma, r start/stop r
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ssml-view", description=__doc__.splitlines()[0],
+    p = argparse.ArgumentParser(prog="ssml-view", description="Subscribe to an ssml-stream publisher and show the newest frame.",
                                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--connect", action="append", metavar="ENDPOINT",
                    help=f"publisher endpoint (repeatable; default {DEFAULT_ENDPOINT})")
     p.add_argument("--headless", action="store_true", help="no window (use with --record / --snapshots)")
     p.add_argument("--record", metavar="OUT.mp4", help="record shown frames to an mp4 (mp4v); r toggles in a window")
-    p.add_argument("--record-fps", type=float, default=30.0, help="playback rate of the recording (default 30)")
+    p.add_argument("--record-fps", type=float, default=30.0, metavar="FPS", help="playback rate of the recording (default 30)")
     p.add_argument("--snapshots", metavar="DIR", help="PNG folder: s key in a window, every --snapshot-interval headless")
     p.add_argument("--snapshot-interval", type=float, default=1.0, metavar="S", help="headless snapshot period (s)")
     p.add_argument("--contact-sheet", metavar="PNG", help="at exit, tile 12 evenly spaced shown frames into one PNG")
@@ -496,7 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--burn-overlay", action="store_true", help="draw the overlay into recordings and snapshots")
     p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after showing N frames")
-    p.add_argument("--rate-norm", type=float, default=DEFAULT_RATE_NORM, help="firing rate shown as white (f4/f2)")
+    p.add_argument("--rate-norm", type=float, default=DEFAULT_RATE_NORM, metavar="RATE", help="firing rate shown as white (f4/f2)")
     p.add_argument("--gain", type=float, default=1.0, help="display gain (+/- keys)")
     p.add_argument("--gamma", type=float, default=1.0, help="display gamma, >1 brightens darks (g key)")
     p.add_argument("--scale", type=float, help="window zoom (default: automatic)")

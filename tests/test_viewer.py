@@ -155,6 +155,50 @@ def test_command_line_errors_are_one_line(capsys, monkeypatch):
         assert expected in err and err.startswith("ssml-view: error:") and "\n" not in err, err
 
 
+def make_frame(seq, image, dtype="f4"):
+    header = schema.FrameHeader(seq=seq, center=seq, first=seq, last=seq, capture_ns=time.time_ns(),
+                                publish_ns=time.time_ns(), shape=image.shape, dtype=dtype, model="m")
+    return schema.Frame(header, image)
+
+
+def test_keys_change_gain_gamma_pause_snapshot_and_recording(tmp_path, monkeypatch):
+    from ssml_stream.viewer import Viewer, ViewerConfig
+    monkeypatch.chdir(tmp_path)
+    viewer = Viewer(ViewerConfig(connect=[f"ipc://{tmp_path}/none.ipc"], headless=True,
+                                 snapshots=str(tmp_path / "snaps"), record=str(tmp_path / "keys.mp4")))
+    try:
+        rate = pattern_rate()
+        viewer.show(make_frame(3, rate), time.monotonic())
+        np.testing.assert_array_equal(viewer.current, rate_to_u1(rate))
+        viewer.handle_key(ord("+"), 0.0)
+        assert viewer.gain == pytest.approx(1.25)
+        viewer.handle_key(ord("-"), 0.0)
+        viewer.handle_key(ord("-"), 0.0)
+        assert viewer.gain == pytest.approx(0.8)
+        viewer.handle_key(ord("g"), 0.0)
+        assert viewer.gamma == 1.5
+        viewer.show(make_frame(4, rate), time.monotonic())
+        assert viewer.current.mean() < rate_to_u1(rate).mean()      # gain 0.8 outweighs gamma 1.5 here
+        viewer.handle_key(ord(" "), 0.0)
+        assert viewer.paused
+        viewer.handle_key(ord("s"), 0.0)
+        snap = cv2.imread(str(tmp_path / "snaps" / "ssml-view-00000004.png"), cv2.IMREAD_GRAYSCALE)
+        np.testing.assert_array_equal(snap, viewer.current)
+        canvas = viewer.render(time.monotonic())
+        assert canvas.shape[1] >= 480 and canvas.dtype == np.uint8 and canvas.ndim == 3
+        viewer.handle_key(ord("r"), 0.0)                    # stops the --record recording
+        assert viewer.recorder is None and len(read_video(tmp_path / "keys.mp4")) == 2
+        viewer.handle_key(ord("r"), 0.0)                    # starts a new one next to it
+        assert viewer.recorder is not None and viewer.recorder.path != str(tmp_path / "keys.mp4")
+        assert viewer.recorder.path.startswith(str(tmp_path / "keys-"))
+        viewer.handle_key(ord("q"), 0.0)
+        assert viewer.stop_reason == "key"
+    finally:
+        if viewer.recorder is not None:
+            viewer.recorder.close()
+        viewer.sub.close()
+
+
 # ---------------------------------------------------------------- processes
 
 @pytest.mark.system
@@ -179,7 +223,11 @@ def test_headless_recording_against_a_publisher_process(tmp_path):
     assert np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean() > 5
     contact = cv2.imread(str(sheet), cv2.IMREAD_GRAYSCALE)
     assert contact is not None and contact.shape == (3 * H, 4 * W)
-    assert len(list((tmp_path / "shots").glob("*.png"))) >= 2
+    shots = sorted((tmp_path / "shots").glob("ssml-view-*.png"))
+    assert len(shots) >= 2
+    # f4 frames are scaled by display.py exactly like the publisher's u1 format (PNG is lossless).
+    seq = int(shots[-1].stem.split("-")[-1])
+    np.testing.assert_array_equal(cv2.imread(str(shots[-1]), cv2.IMREAD_GRAYSCALE), rate_to_u1(pattern_rate(seq)))
 
 
 @pytest.mark.system
