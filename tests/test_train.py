@@ -139,7 +139,7 @@ def test_trainer_runs_checkpoints_logs_and_resumes(tmp_path, tiny_dat):
     after = trainer.pair.bsn.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before)  # the BSN was trained
     run = Path(cfg.run_dir)
-    ckpt = torch.load(run / "last.pt", weights_only=False)
+    ckpt = torch.load(run / "last.pt", weights_only=True)
     for key in ("bsn", "nbsn", "nbsn_arch", "nbsn_config", "optimizer", "step", "args"):
         assert key in ckpt
     assert ckpt["nbsn_arch"] == "rt" and ckpt["step"] == 2
@@ -156,7 +156,9 @@ def test_trainer_runs_checkpoints_logs_and_resumes(tmp_path, tiny_dat):
     assert t2.step == 2
     assert all(torch.equal(ckpt["nbsn"][k], v) for k, v in t2.pair.nbsn.state_dict().items())
     assert t2.run()["step"] == 4
-    assert torch.load(run / "last.pt", weights_only=False)["step"] == 4
+    ckpt2 = torch.load(run / "last.pt", weights_only=True)
+    assert ckpt2["step"] == 4 and len(ckpt2["commands"]) == 2  # the resume is on record
+    assert ckpt2["elapsed_s"] > ckpt["elapsed_s"]
 
 
 def test_train_cli_bad_input_is_one_line(tmp_path, capsys):
@@ -182,7 +184,7 @@ def test_ddp_two_cpu_processes(tmp_path, rng):
            "--run-dir", str(run), "--no-progress"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    ckpt = torch.load(run / "last.pt", weights_only=False)
+    ckpt = torch.load(run / "last.pt", weights_only=True)
     assert ckpt["step"] == 2
     config = [r for r in read_log(run) if r["kind"] == "config"]
     assert len(config) == 1 and config[0]["world_size"] == 2

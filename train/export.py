@@ -104,7 +104,7 @@ def weights_meta(ckpt: dict, eval_json: str | None = None, eval_name: str | None
 
     args = ckpt.get("args", {})
     meta = {
-        "training_command": args.get("command", ""),
+        "training_command": " && ".join(ckpt.get("commands") or [args.get("command", "")]),
         "data": {"dat": args.get("dat", []), "sim": args.get("sim", []),
                  "sim_frames": args.get("sim_frames"), "seed": args.get("seed")},
         "steps": int(ckpt.get("step", 0)),

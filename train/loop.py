@@ -221,6 +221,7 @@ class Trainer:
         self.step = 0
         self.elapsed_before_s = 0.0  # training time of earlier runs of a resumed job
         self.best_psnr = -math.inf
+        self.commands = [config.command]  # every command that contributed steps (resumes append)
         if config.resume:
             self._resume(config.resume)
 
@@ -245,6 +246,8 @@ class Trainer:
         self.step = int(ckpt["step"])
         self.elapsed_before_s = float(ckpt.get("elapsed_s", 0.0))
         self.best_psnr = float(ckpt.get("best_psnr", -math.inf))
+        earlier = ckpt.get("commands") or [ckpt.get("args", {}).get("command", "")]
+        self.commands = [*earlier, f"{self.cfg.command}  # resumed at step {self.step}"]
         if self.dist.rank == 0 and "sampler_state" in ckpt:
             self.sampler.set_state(ckpt["sampler_state"])
         if "torch_rng" in ckpt:
@@ -280,6 +283,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
             "args": asdict(self.cfg),
+            "commands": self.commands,
             "elapsed_s": self.elapsed_s(),
             "best_psnr": self.best_psnr,
             "sampler_state": self.sampler.state(),
