@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 
 import numpy as np
 
@@ -85,6 +86,8 @@ def main(argv=None) -> int:
         viewer_cmd = [sys.executable, "-m", "ssml_stream.viewer", "--connect", endpoint]
         viewer_cmd += [] if args.view else ["--headless", "--record", video]
         viewer = subprocess.Popen(viewer_cmd)
+        if args.view:  # closing the window ends the demo
+            threading.Thread(target=lambda: (viewer.wait(), pipeline.stop()), daemon=True).start()
         try:
             summary = pipeline.run()
         finally:
@@ -99,6 +102,9 @@ def main(argv=None) -> int:
     print(f"demo: model {model}, scene {args.scene}, {args.seconds:g} s")
     print(f"demo: {summary.line()}")
     print(f"demo: contact sheet ({tiles} frames) -> {sheet}")
+    if args.view and viewer.returncode not in (0, None, -15):
+        print(f"demo: the viewer window could not run (exit code {viewer.returncode})")
+        return 1
     if not args.view:
         n = mp4_frames(video)
         print(f"demo: viewer recording -> {video} ({n} frames)" if n else
