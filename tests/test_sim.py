@@ -50,6 +50,8 @@ def test_deterministic_and_resumable():
     sim = Simulator("spin", height=16, width=24, seed=3, noise=SimNoise(photons_per_spike=20))
     parts = np.concatenate([sim.run(123).packed, sim.run(377).packed])
     np.testing.assert_array_equal(parts, a)
+    serial = Simulator("spin", height=16, width=24, seed=3, noise=SimNoise(photons_per_spike=20), parallel=False)
+    np.testing.assert_array_equal(serial.run(500).packed, a)  # row-parallel kernel = serial kernel
 
 
 def test_start_frame_continues_the_scene_and_gt_indices_are_local():
