@@ -43,6 +43,8 @@ from .unpack import SlidingWindows, unpack_into
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
 DEFAULT_FPS = 30.0
+RING_BYTES = 256 << 20     # ring memory budget when ring_frames is not given
+RING_MAX_FRAMES = 16384
 FORMATS = ("u1", "f4", "f2")
 
 
@@ -74,7 +76,7 @@ class PipelineConfig:
     rate_hz: float = 40_000.0
     seed: int = 0
     driver_extra: dict = field(default_factory=dict)  # driver-specific options (DriverOptions.extra)
-    ring_frames: int = 16384             # 0.4 s at 40 kHz; the live scheduler needs only window_frames
+    ring_frames: int | None = None       # None: up to RING_BYTES of frames (16384 = 0.4 s at 250x400, 40 kHz)
     status_interval_s: float | None = 1.0  # None: no status lines (the Python API default)
     print_summary: bool = True
 
@@ -97,7 +99,7 @@ class PipelineConfig:
             raise ConfigError(f"--gamma and --rate-norm must be > 0, got {self.gamma} and {self.rate_norm}")
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"--threads must be >= 1, got {self.threads}")
-        if self.ring_frames < 2 * self.window_frames:
+        if self.ring_frames is not None and self.ring_frames < 2 * self.window_frames:
             raise ConfigError(f"ring of {self.ring_frames} frames is too small for {self.window_frames}-frame windows")
         for path in (self.save_path, self.record_path):
             if path:
@@ -250,7 +252,8 @@ class Pipeline:
             self.fps = None if self.lossless else (c.fps or DEFAULT_FPS)
             target_fps = c.fps or DEFAULT_FPS
             self.stride = c.stride_frames or max(1, int(round(self.rate_hz / target_fps)))
-            self.ring = Ring(info.frame_bytes, capacity=c.ring_frames, lossless=not info.live)
+            ring_frames = c.ring_frames or max(4 * c.window_frames, min(RING_MAX_FRAMES, RING_BYTES // info.frame_bytes))
+            self.ring = Ring(info.frame_bytes, capacity=ring_frames, lossless=not info.live)
             self.rec_cursor = self.ring.cursor()
             self.rec_cursor_record = self.ring.cursor() if c.record_path else None
             self.record_writer = None
