@@ -2,8 +2,9 @@
 
 Variants: eager fp32; traced + frozen (TorchScript, what the live pipeline runs); the same with
 channels-last tensors; and bfloat16 autocast (eager and traced under autocast). Each row sets the torch
-thread count explicitly. Median and best-of-N are both reported: on a shared machine the best
-time is the better estimate of the model's own cost, the median shows what contention does.
+thread count explicitly. The variants of one model run interleaved (round-robin), so load changes
+hit all alike. Median and best-of-N are both reported: on a shared machine the best time is the
+better estimate of the model's own cost, the median shows what contention does.
 Also reports the max abs difference of the bf16 output from fp32 (random weights unless --weights).
 """
 from __future__ import annotations
@@ -42,17 +43,23 @@ def parse_args(argv):
     return args
 
 
-def time_ms(fn, x, iters: int, warmup: int = 3) -> tuple[float, float]:
-    """(median, best) milliseconds of fn(x) after `warmup` untimed calls."""
-    for _ in range(warmup):
-        fn(x)
-    times = []
+def time_interleaved(fns: dict, iters: int, warmup: int) -> dict:
+    """{name: (median ms, best ms)}; the callables run in turn, round after round, so load changes on a
+    shared machine hit every variant alike and their ratios stay comparable."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in fns}
     for _ in range(iters):
-        t0 = time.perf_counter()
-        fn(x)
-        times.append(time.perf_counter() - t0)
-    times.sort()
-    return 1e3 * times[len(times) // 2], 1e3 * times[0]
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    out = {}
+    for name, ts in times.items():
+        ts.sort()
+        out[name] = (1e3 * ts[len(ts) // 2], 1e3 * ts[0])
+    return out
 
 
 def _trace(model, x):
@@ -73,23 +80,26 @@ def gmac_per_frame(model, height: int, width: int) -> float:
     return counter.get_total_flops() / 2 / (h * w) * height * width / 1e9
 
 
-def run_variant(model, x, variant: str, iters: int, warmup: int = 3):
-    """(median ms, best ms, output) of one variant."""
+def make_variant(model, x, variant: str):
+    """A no-argument callable running `variant` of the model on x (returns the float32 output)."""
     import contextlib
+    import copy
     import torch
-    bf16 = variant.endswith("bf16") or "-bf16-" in variant
-    cl = variant.endswith("-cl")
-    if cl:
-        model = model.to(memory_format=torch.channels_last)
+    bf16 = "bf16" in variant
+    if variant.endswith("-cl"):
+        model = copy.deepcopy(model).to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-    with torch.no_grad(), ctx:
+
+    def context():
+        return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+    with torch.no_grad(), context():
         fn = _trace(model, x) if variant.startswith("traced") else model
-        median, best = time_ms(fn, x, iters, warmup)
-        out = fn(x).float()
-    if cl:
-        model.to(memory_format=torch.contiguous_format)
-    return median, best, out
+
+    def run():
+        with torch.no_grad(), context():
+            return fn(x).float()
+    return run
 
 
 def main(argv=None) -> int:
@@ -112,12 +122,12 @@ def main(argv=None) -> int:
         variants = args.variants if arch == "rt" else args.full_variants
         for threads in args.threads:
             torch.set_num_threads(threads)
-            reference = None
-            for variant in variants:
-                median, best, out = run_variant(model, x, variant, iters, 3 if arch == "rt" else 1)
-                if variant == "eager":
-                    reference = out
-                diff = float((out - reference).abs().max()) if reference is not None else float("nan")
+            fns = {v: make_variant(model, x, v) for v in variants}
+            timed = time_interleaved(fns, iters, warmup=3 if arch == "rt" else 1)
+            reference = fns["eager"]() if "eager" in fns else None
+            for variant, fn in fns.items():
+                median, best = timed[variant]
+                diff = float((fn() - reference).abs().max()) if reference is not None else float("nan")
                 rows.append({"arch": arch, "variant": variant, "threads": threads, "params": params, "gmac": gmac,
                              "ms_median": round(median, 2), "ms_best": round(best, 2),
                              "fps_best": round(1e3 / best, 1), "max_abs_diff": diff})
