@@ -259,6 +259,41 @@ def test_waits_for_a_publisher_and_says_so(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+EXAMPLE_MARK = "# ssml-stream subscriber example"
+
+
+def readme_example(readme=Path(__file__).resolve().parents[1] / "README.md"):
+    """The ~20-line subscriber from the README (pyzmq + msgpack + numpy only), or None."""
+    text = readme.read_text() if readme.exists() else ""
+    for block in text.split("```python")[1:]:
+        code = block.split("```")[0]
+        if EXAMPLE_MARK in code:
+            return code
+    return None
+
+
+@pytest.mark.system
+def test_readme_subscriber_example_runs_against_a_publisher(tmp_path):
+    code = readme_example()
+    if code is None:
+        pytest.skip(f"README.md has no python block marked {EXAMPLE_MARK!r} yet")
+    import ast
+    imported = {alias.name.split(".")[0] for node in ast.walk(ast.parse(code))
+                if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names}
+    assert imported <= {"sys", "time", "msgpack", "numpy", "zmq"}, imported   # nothing from ssml_stream
+    script = tmp_path / "sub.py"
+    script.write_text(code)
+    pub, endpoint = start_publisher("tcp://127.0.0.1:*", fmt="u1", bad_every=3)
+    try:
+        result = subprocess.run([sys.executable, str(script), endpoint, "5"], capture_output=True, text=True,
+                                timeout=60)
+    finally:
+        stop(pub)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 5 and all(f"({H}, {W}) uint8" in line for line in lines), result.stdout
+
+
 # ---------------------------------------------------------------- the window, under Xvfb
 
 def read_xvfb_screen(path):
