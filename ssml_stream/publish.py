@@ -54,6 +54,7 @@ class Publisher:
         self.sent_frames = 0
         self.sent_stats = 0
         self.refused = 0     # sends ZeroMQ did not accept (counted, never waited for)
+        self._ipc_paths: list[str] = []  # socket files this publisher created (removed at close)
         self._ctx = zmq.Context()
         self._sock = self._ctx.socket(zmq.PUB)
         self._sock.setsockopt(zmq.SNDHWM, hwm)
@@ -84,6 +85,8 @@ class Publisher:
                 raise PublishError(f"cannot bind {endpoint}: no such local address") from None
             raise PublishError(f"cannot bind {endpoint!r} ({zmq.strerror(e.errno)}); "
                                "use tcp://HOST:PORT, tcp://HOST:* or ipc:///PATH") from None
+        if endpoint.startswith("ipc://") and not endpoint.startswith("ipc://@"):
+            self._ipc_paths.append(endpoint[len("ipc://"):])
         return self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
     def send_frame(self, rate: np.ndarray, *, seq: int, center: int, first: int, last: int,
@@ -125,6 +128,11 @@ class Publisher:
             self._sock.close(linger=0)
         if not self._ctx.closed:
             self._ctx.term()
+        while self._ipc_paths:            # ZeroMQ leaves ipc socket files behind
+            try:
+                os.unlink(self._ipc_paths.pop())
+            except OSError:
+                pass
 
     def __enter__(self) -> "Publisher":
         return self

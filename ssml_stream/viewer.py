@@ -69,6 +69,8 @@ class Subscriber:
         self._ctx = zmq.Context()
         self._sock = self._ctx.socket(zmq.SUB)
         self._sock.setsockopt(zmq.RCVHWM, rcvhwm)
+        # ZeroMQ drops a peer that sends a part larger than the biggest valid frame (bounded memory)
+        self._sock.setsockopt(zmq.MAXMSGSIZE, schema.MAX_DIM * schema.MAX_DIM * 4 + schema.MAX_HEADER_BYTES)
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.setsockopt(zmq.SUBSCRIBE, b"")
         try:

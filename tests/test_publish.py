@@ -87,6 +87,7 @@ def test_frames_over_tcp_and_ipc(ctx, tmp_path, fmt, rng):
             stats = schema.decode(sock.recv_multipart())
             assert isinstance(stats, schema.Stats) and stats.values["fps"] == 29.5
         assert pub.sent_frames == 1 and pub.refused == 0
+    assert not (tmp_path / "pub.ipc").exists()   # close() removes the ipc socket file
 
 
 def test_payload_is_not_shared_with_callers_array(ctx, rng):

@@ -231,14 +231,15 @@ def test_headless_recording_against_a_publisher_process(tmp_path):
 
 
 @pytest.mark.system
-def test_sigterm_stops_cleanly_and_flushes_the_recording(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_cleanly_and_flushes_the_recording(tmp_path, signum):
     pub, endpoint = start_publisher(f"ipc://{tmp_path}/p.ipc", fmt="u1")
     out = tmp_path / "sig.mp4"
     viewer = subprocess.Popen(viewer_command("--connect", endpoint, "--headless", "--record", str(out)),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(3.0)
-        viewer.send_signal(signal.SIGTERM)
+        viewer.send_signal(signum)
         stdout, stderr = viewer.communicate(timeout=10)
     finally:
         stop(viewer)
@@ -278,8 +279,9 @@ def test_readme_subscriber_example_runs_against_a_publisher(tmp_path):
     if code is None:
         pytest.skip(f"README.md has no python block marked {EXAMPLE_MARK!r} yet")
     import ast
-    imported = {alias.name.split(".")[0] for node in ast.walk(ast.parse(code))
-                if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names}
+    tree = ast.parse(code)
+    imported = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
     assert imported <= {"sys", "time", "msgpack", "numpy", "zmq"}, imported   # nothing from ssml_stream
     script = tmp_path / "sub.py"
     script.write_text(code)
