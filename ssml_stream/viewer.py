@@ -187,7 +187,7 @@ def compose(image_u1: np.ndarray, lines: list[tuple[str, tuple[int, int, int]]])
     return canvas
 
 
-WHITE, YELLOW, RED, GREEN = (235, 235, 235), (0, 220, 255), (60, 60, 255), (80, 220, 80)
+WHITE, GREY, YELLOW, RED = (235, 235, 235), (150, 150, 150), (0, 220, 255), (60, 60, 255)
 
 
 class Recorder:
@@ -263,7 +263,10 @@ class Viewer:
         self.latencies_ms: list[float] = []
         self.meter = RateMeter()
         self.canvas: np.ndarray | None = None
-        self.current: np.ndarray | None = None        # display-scaled u1 of the newest shown frame
+        self.frame: schema.Frame | None = None         # newest shown frame as received
+        self.current: np.ndarray | None = None        # its display-scaled u1 image
+        self._drawn_s = -math.inf                     # when the window was last redrawn
+        self._dirty = True                            # something changed since then
         self.header: schema.FrameHeader | None = None
         self.recorder: Recorder | None = Recorder(config.record, config.record_fps) if config.record else None
         self.sheet = ContactSheet() if config.contact_sheet else None
@@ -278,7 +281,7 @@ class Viewer:
         return DisplayScale(rate_norm=self.cfg.rate_norm, gamma=self.gamma, gain=self.gain)
 
     def show(self, frame: schema.Frame, now_s: float) -> None:
-        self.header = frame.header
+        self.frame, self.header, self._dirty = frame, frame.header, True
         self.current = to_display(frame.image, self._scale())
         self.shown += 1
         self._last_frame_s = now_s
@@ -309,6 +312,8 @@ class Viewer:
                  (f"{h.shape[1]}x{h.shape[0]} {h.dtype}  gain {self.gain:.2f}  gamma {self.gamma:.1f}", WHITE)]
         if self._last_frame_s is not None and now_s - self._last_frame_s > 2.0:
             lines.append((f"no frames for {now_s - self._last_frame_s:.0f} s", YELLOW))
+        else:   # always 4 lines, so the window keeps its size
+            lines.append(("q quit  space pause  s snapshot  +/- gain  g gamma  r record", GREY))
         return lines
 
     def render(self, now_s: float) -> np.ndarray:
@@ -346,6 +351,7 @@ class Viewer:
             print(f"ssml-view: recording to {path}", file=sys.stderr)
 
     def handle_key(self, key: int, now_s: float) -> None:
+        self._dirty = True
         if key in (ord("q"), 27):
             self.stop_reason = "key"
         elif key == ord(" "):
@@ -363,6 +369,8 @@ class Viewer:
             self.gamma = nxt[0] if nxt else GAMMA_STEPS[0]
         elif key == ord("r"):
             self.toggle_recording()
+        if key in (ord("+"), ord("="), ord("-"), ord("_"), ord("g")) and self.frame is not None:
+            self.current = to_display(self.frame.image, self._scale())   # visible at once, also when paused
 
     # ----- loop
     def run(self) -> int:
@@ -397,8 +405,10 @@ class Viewer:
 
     def _update_window(self, now_s: float) -> None:
         import cv2
-        canvas = self.render(now_s) if self.current is not None else self.render_waiting()
-        cv2.imshow(WINDOW_TITLE, canvas)
+        if self._dirty or now_s - self._drawn_s >= 0.25:   # the overlay's fps/stall text ages too
+            canvas = self.render(now_s) if self.current is not None else self.render_waiting()
+            cv2.imshow(WINDOW_TITLE, canvas)
+            self._drawn_s, self._dirty = now_s, False
         key = cv2.waitKey(1)
         if key != -1:
             self.handle_key(key & 0xFF, now_s)
