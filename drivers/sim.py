@@ -70,7 +70,7 @@ class SimResult:
 # ------------------------------------------------------------------------------------------------ kernel
 
 _PACK8 = np.uint64(0x0102040810204080)  # (eight 0/1 bytes as a little-endian word * this) >> 56 = LSB-first bits
-SMALL_LAMBDA = 3.0                       # Poisson by inversion below this mean, normal approximation above
+SMALL_LAMBDA = 1.0                       # Poisson by inversion below this mean, normal approximation above
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
@@ -83,27 +83,41 @@ def _hash(key):
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _poisson(lam, key, normals):
-    """A Poisson(lam) photon count from one hashed counter: exact inversion for small lam; above, a
-    normal with the same mean and variance (not rounded: cheap, and the accumulator only needs the
-    first two moments to be right; the standard normals come from the `normals` table)."""
+def _normal(z):
+    """An approximately standard normal from a 64-bit hash: the sum of four 16-bit uniforms
+    (Irwin-Hall; mean and variance exact, tails cut at 3.5 sigma), branch-free so loops vectorise."""
+    m = np.uint64(0xFFFF)
+    total = (z & m) + ((z >> np.uint64(16)) & m) + ((z >> np.uint64(32)) & m) + (z >> np.uint64(48))
+    return np.float32((np.float64(total) + 2.0) * (1.0 / 65536.0) - 2.0) * np.float32(1.7320508)
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _poisson_small(lam, z):
+    """Exact Poisson(lam) by inversion from the uniform in hash z (for small lam)."""
+    u = ((z >> np.uint64(11)) + np.uint64(1)) * (1.0 / 9007199254740994.0)
+    p = math.exp(-lam)
+    cdf = p
+    k = 0
+    while u > cdf and k < 60:
+        k += 1
+        p *= lam / k
+        cdf += p
+    return np.float32(k)
+
+
+@numba.njit(nogil=True, cache=True, inline="always")
+def _poisson(lam, key):
+    """A Poisson(lam) photon count from one hashed counter: exact inversion below SMALL_LAMBDA; above, a
+    normal with the same mean and variance (not rounded: the accumulator only needs the first two
+    moments to be right, and it keeps the common case cheap)."""
     z = _hash(key)
     if lam < SMALL_LAMBDA:
-        u = ((z >> np.uint64(11)) + np.uint64(1)) * (1.0 / 9007199254740994.0)
-        p = math.exp(-lam)
-        cdf = p
-        k = 0
-        while u > cdf and k < 60:
-            k += 1
-            p *= lam / k
-            cdf += p
-        return np.float32(k)
-    g = normals[z & np.uint64(normals.shape[0] - 1)]
-    return np.float32(lam + math.sqrt(lam) * g)
+        return _poisson_small(lam, z)
+    return np.float32(lam + math.sqrt(lam) * _normal(z))
 
 
 @numba.njit(nogil=True, cache=True)
-def integrate_fire(key0, key1, alphas, frame_ids, acc, threshold, dark, gain, photons, seed, normals, spikes, out):
+def integrate_fire(key0, key1, alphas, frame_ids, acc, threshold, dark, gain, photons, seed, spikes, out):
     """Simulate len(alphas) frames into out (n x H*W/8 packed bytes, GUIDE 3.1 layout).
 
     Intensity of frame i = key0 + alphas[i] * (key1 - key0) (H x W, image orientation). acc, threshold
@@ -127,7 +141,7 @@ def integrate_fire(key0, key1, alphas, frame_ids, acc, threshold, dark, gain, ph
                 base_key = frame_key + np.uint64(fr * w)
                 for c in range(w):
                     lam = (gain * (k0[c] + a * (k1[c] - k0[c])) + dk[c]) * photons
-                    v = ac[c] + _poisson(lam, base_key + np.uint64(c), normals) / photons
+                    v = ac[c] + _poisson(lam, base_key + np.uint64(c)) / photons
                     s = v >= th[c]
                     ac[c] = v - th[c] * s
                     spikes[c] = s
@@ -150,9 +164,11 @@ def integrate_fire(key0, key1, alphas, frame_ids, acc, threshold, dark, gain, ph
                         byte = 0
 
 
-def _fire_rows_impl(key0, key1, alphas, frame_ids, acc, threshold, dark, gain, photons, seed, normals, out):
+def _fire_rows_impl(key0, key1, alphas, frame_ids, acc, threshold, dark, gain, photons, seed, out):
     """integrate_fire for widths that are a multiple of 8, row by row: each file row is a whole number
-    of bytes, so rows are independent (parallel-safe) and a row's state stays in L1 across frames."""
+    of bytes, so rows are independent (parallel-safe) and a row's state stays in L1 across frames.
+    Photon noise runs in passes (branch-free normal counts, then exact counts where lam is small) so
+    the common case vectorises; the counts equal `_poisson`'s."""
     h, w = key0.shape
     n = alphas.shape[0]
     n_pix = np.uint64(h * w)
@@ -162,24 +178,31 @@ def _fire_rows_impl(key0, key1, alphas, frame_ids, acc, threshold, dark, gain, p
         r = h - 1 - fr
         spikes = np.zeros(w, np.uint8)
         words = spikes.view(np.uint64)
+        inc = np.zeros(w, np.float32)
         k0, k1, ac, th, dk = key0[r], key1[r], acc[r], threshold[r], dark[r]
         o = fr * row_bytes
         for i in range(n):
             a = np.float32(alphas[i])
+            for c in range(w):
+                inc[c] = gain * (k0[c] + a * (k1[c] - k0[c])) + dk[c]
             if photons > 0.0:
                 base_key = ((np.uint64(frame_ids[i]) * n_pix) ^ seed_key) + np.uint64(fr * w)
+                small = 0
                 for c in range(w):
-                    lam = (gain * (k0[c] + a * (k1[c] - k0[c])) + dk[c]) * photons
-                    v = ac[c] + _poisson(lam, base_key + np.uint64(c), normals) / photons
-                    s = v >= th[c]
-                    ac[c] = v - th[c] * s
-                    spikes[c] = s
-            else:
-                for c in range(w):
-                    v = ac[c] + gain * (k0[c] + a * (k1[c] - k0[c])) + dk[c]
-                    s = v >= th[c]
-                    ac[c] = v - th[c] * s
-                    spikes[c] = s
+                    lam = inc[c] * photons
+                    small += lam < SMALL_LAMBDA
+                    g = _normal(_hash(base_key + np.uint64(c)))
+                    inc[c] = (lam + math.sqrt(max(lam, np.float32(0.0))) * g) / photons
+                if small:
+                    for c in range(w):
+                        lam = (gain * (k0[c] + a * (k1[c] - k0[c])) + dk[c]) * photons
+                        if lam < SMALL_LAMBDA:
+                            inc[c] = _poisson_small(lam, _hash(base_key + np.uint64(c))) / photons
+            for c in range(w):
+                v = ac[c] + inc[c]
+                s = v >= th[c]
+                ac[c] = v - th[c] * s
+                spikes[c] = s
             dst = out[i]
             for j in range(row_bytes):
                 dst[o + j] = (words[j] * _PACK8) >> np.uint64(56)
@@ -220,7 +243,6 @@ class Simulator:
         self.threshold = thr
         self.acc = (rng.random((height, width), dtype=np.float32) * thr).astype(np.float32)
         self.dark = np.full((height, width), self.noise.dark_rate, np.float32)
-        self.normals = rng.standard_normal(1 << 16).astype(np.float32)  # photon-noise table (power of two)
         self._spikes = np.zeros(-(-width // 8) * 8, np.uint8)
         self.frame = start_frame  # next frame index to simulate
         self._keys: dict[int, np.ndarray] = {}
@@ -261,7 +283,7 @@ class Simulator:
             alphas = (ids / fpk - k).astype(np.float32)
             k0, k1 = self._key(k), self._key(k + 1)
             args = (k0, k1, alphas, ids, self.acc, self.threshold, self.dark, np.float32(self.rate_gain),
-                    np.float32(self.noise.photons_per_spike), np.uint64(self.seed & 0xFFFFFFFFFFFFFFFF), self.normals)
+                    np.float32(self.noise.photons_per_spike), np.uint64(self.seed & 0xFFFFFFFFFFFFFFFF))
             if self.w % 8 == 0:
                 (fire_rows_parallel if self.parallel else fire_rows)(*args, out[pos:end])
             else:
