@@ -349,40 +349,58 @@ def xvfb(tmp_path):
 
 
 @pytest.mark.system
+def _watch_screen(viewer, screen_file, expected, timeout_s):
+    """Poll the live Xvfb screen until `expected` appears on it; returns the best mean abs difference."""
+    best, deadline = np.inf, time.monotonic() + timeout_s
+    while time.monotonic() < deadline and viewer.poll() is None:
+        time.sleep(0.3)
+        if not screen_file.exists():
+            continue
+        screen = np.ascontiguousarray(read_xvfb_screen(screen_file))
+        _, _, (x, y), _ = cv2.minMaxLoc(cv2.matchTemplate(screen, expected, cv2.TM_SQDIFF))
+        crop = screen[y:y + expected.shape[0], x:x + expected.shape[1]].astype(int)
+        best = min(best, float(np.abs(crop - expected).mean()))
+        if best < 1.0:
+            break
+    return best
+
+
 def test_window_under_xvfb_shows_the_frame(tmp_path, xvfb):
     display, screen_file = xvfb
     env = {**os.environ, "DISPLAY": display, "QT_QPA_PLATFORM": "xcb"}
     env.pop("WAYLAND_DISPLAY", None)
     pub, endpoint = start_publisher(f"ipc://{tmp_path}/w.ipc", fmt="u1", moving=False)
     shot = tmp_path / "drawn.png"
-    viewer = subprocess.Popen(viewer_command("--connect", endpoint, "--screenshot", str(shot), "--duration", "40"),
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    zoom = display_zoom((H, W), None)
-    expected = cv2.cvtColor(zoom_image(rate_to_u1(pattern_rate()), zoom), cv2.COLOR_GRAY2BGR)
-    best = np.inf
+    expected = cv2.cvtColor(zoom_image(rate_to_u1(pattern_rate()), display_zoom((H, W), None)), cv2.COLOR_GRAY2BGR)
+    attempts = []
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and viewer.poll() is None:
-            time.sleep(0.5)
-            if not screen_file.exists():
-                continue
-            screen = np.ascontiguousarray(read_xvfb_screen(screen_file))
-            scores = cv2.matchTemplate(screen, expected, cv2.TM_SQDIFF)
-            min_val, _, min_loc, _ = cv2.minMaxLoc(scores)
-            x, y = min_loc
-            best = np.abs(screen[y:y + expected.shape[0], x:x + expected.shape[1]].astype(int) - expected).mean()
-            if best < 1.0:
+        # Qt on an X server without a window manager occasionally never paints its window (it misses the
+        # MapNotify; the viewer's warm-up window makes that rare, ~1 start in 50 here). Such a start shows
+        # a black screen while Qt reports the window visible; only then is the viewer started again.
+        for _ in range(3):
+            viewer = subprocess.Popen(viewer_command("--connect", endpoint, "--screenshot", str(shot),
+                                                     "--duration", "40"),
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            try:
+                best = _watch_screen(viewer, screen_file, expected, timeout_s=12)
+                viewer.send_signal(signal.SIGTERM)
+                stdout, stderr = viewer.communicate(timeout=15)
+            finally:
+                stop(viewer)
+            attempts.append((best, stdout, stderr, viewer.returncode))
+            screen_black = screen_file.exists() and read_xvfb_screen(screen_file).max() == 0
+            if best < 1.0 or not (screen_black and "window visible" in stdout):
                 break
-        viewer.send_signal(signal.SIGTERM)
-        stdout, stderr = viewer.communicate(timeout=15)
     finally:
-        stop(viewer)
         stop(pub)
+    best, stdout, stderr, returncode = attempts[-1]
+    print(f"window test: {len(attempts)} start(s), best mean abs diff per start "
+          f"{[round(a[0], 1) for a in attempts]}")
     if best >= 1.0 and screen_file.exists():
         cv2.imwrite(str(tmp_path / "screen.png"), read_xvfb_screen(screen_file))
-    assert best < 1.0, (f"the expected frame never appeared on the screen (mean abs diff {best:.1f}, "
-                        f"screen in {tmp_path}); viewer said: {stdout} {stderr}")
-    assert viewer.returncode == 0, stderr
+    assert best < 1.0, (f"the expected frame never appeared on the screen in {len(attempts)} start(s) "
+                        f"(mean abs diff {best:.1f}, screen in {tmp_path}); viewer said: {stdout} {stderr}")
+    assert returncode == 0, stderr
     assert "window visible" in stdout and summary_number(stdout, "shown") > 0, stdout
     drawn = cv2.imread(str(shot))
     assert drawn is not None
