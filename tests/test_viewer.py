@@ -348,7 +348,6 @@ def xvfb(tmp_path):
         proc.wait(10)
 
 
-@pytest.mark.system
 def _watch_screen(viewer, screen_file, expected, timeout_s):
     """Poll the live Xvfb screen until `expected` appears on it; returns the best mean abs difference."""
     best, deadline = np.inf, time.monotonic() + timeout_s
@@ -365,6 +364,7 @@ def _watch_screen(viewer, screen_file, expected, timeout_s):
     return best
 
 
+@pytest.mark.system
 def test_window_under_xvfb_shows_the_frame(tmp_path, xvfb):
     display, screen_file = xvfb
     env = {**os.environ, "DISPLAY": display, "QT_QPA_PLATFORM": "xcb"}
