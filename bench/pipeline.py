@@ -127,7 +127,10 @@ def aggregate(model_label: str, subscribers: int, fps: float, segments: list[dic
             "frames_in": total("frames_in"), "dropped": total("frames_dropped"), "windows_out": total("windows_out"),
             "skipped": total("windows_skipped"),
             "fps": round(sum(g["intervals"] for g in segments) / active_s, 2) if active_s else 0.0,
-            "latency_p50_ms": round(float(p50), 2), "latency_p99_ms": round(float(p99), 2)}
+            "latency_p50_ms": round(float(p50), 2), "latency_p99_ms": round(float(p99), 2),
+            # per-segment fps: their spread shows how much machine load moved during the run
+            "fps_segments": " ".join(f"{g['intervals'] / g['active_s']:.1f}" if g["active_s"] else "0"
+                                     for g in segments)}
 
 
 def main(argv=None) -> int:
