@@ -91,7 +91,7 @@ def load_model_fn(spec: str, threads: int = 0) -> tuple[str, Callable[[np.ndarra
     if threads:
         torch.set_num_threads(threads)
     path = Path(spec)
-    name = spec if not path.exists() else path.name
+    name = spec if not path.exists() else "/".join(path.resolve().parts[-2:])
     if path.suffix == ".pt2" and path.is_file():
         module = torch.export.load(str(path)).module()
     elif path.suffix in (".ts", ".pt", ".pth") and path.is_file() and _is_torchscript(path):
