@@ -34,7 +34,7 @@ def parse_args(argv):
     p.add_argument("--full-variants", nargs="+", default=list(FULL_VARIANTS), choices=VARIANTS,
                    help="full-NBSN variants")
     p.add_argument("--weights", default=None, help="weights name/path for the rt rows (default: random init)")
-    p.add_argument("--json", default="bench-results/model.json")
+    p.add_argument("--json", default="bench_results/model.json")
     args = p.parse_args(argv)
     if min(args.threads) < 1 or args.iters < 1 or args.full_iters < 1:
         raise ConfigError("--threads, --iters and --full-iters must be >= 1")

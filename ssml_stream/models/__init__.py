@@ -97,7 +97,7 @@ def load_weights(name_or_path) -> tuple[nn.Module, dict]:
     try:
         record = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # corrupted or foreign file: say which, not a pickle traceback
-        raise ModelError(f"cannot read weights file {path}: {e}") from e
+        raise ModelError(f"cannot read weights file {path}: {_first_line(e)}") from e
     if not isinstance(record, dict) or record.get("format") != FORMAT_TAG:
         raise ModelError(f"{path} is not an ssml-stream weights file (expected format {FORMAT_TAG}); "
                          f"TorchScript/.pt2 exports load through ssml_stream.runtime.load_model")
@@ -106,12 +106,18 @@ def load_weights(name_or_path) -> tuple[nn.Module, dict]:
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
-        raise ModelError(f"weights in {path} do not fit arch {record['arch']!r} with its config: {e}") from e
+        raise ModelError(f"weights in {path} do not fit arch {record['arch']!r} with its config: {_first_line(e)}") from e
     model.float().eval()
     meta = dict(record.get("meta") or {})
     meta.setdefault("arch", record["arch"])
     meta.setdefault("config", record["config"])
     return model, meta
+
+
+def _first_line(error: Exception) -> str:
+    """torch's load errors span many lines; the CLI promises one."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _config_kwargs(arch: str, config: dict) -> dict:
