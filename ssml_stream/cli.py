@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import threading
@@ -10,39 +9,10 @@ import time
 
 import numpy as np
 
-from .cli_common import cli_entry
+from .cli_common import (OneLineParser, cli_entry, nonneg_float, nonneg_int, positive_float, positive_int,
+                         speed)
 from .errors import ConfigError
 from .formats import DEFAULT_RATE_HZ, DatWriter, FrameGeometry, read_dat
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """Usage errors as one line and exit 2, like every other error of the CLI."""
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def _number(kind, minimum, strict: bool):
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a {'whole ' if kind is int else ''}number, got {text!r}") \
-                from None
-        if not math.isfinite(value) or value < minimum or (strict and value == minimum):
-            raise argparse.ArgumentTypeError(f"expected a number {'>' if strict else '>='} {minimum}, got {text}")
-        return value
-    return parse
-
-
-positive_int = _number(int, 0, strict=True)
-nonneg_int = _number(int, 0, strict=False)
-positive_float = _number(float, 0.0, strict=True)
-nonneg_float = _number(float, 0.0, strict=False)
-
-
-def _speed(text: str) -> float | None:
-    return None if text.lower() == "max" else positive_float(text)
 
 
 def _int_list(text: str) -> list[int]:
@@ -174,7 +144,7 @@ def _record_parser() -> OneLineParser:
     n = p.add_mutually_exclusive_group()
     n.add_argument("--seconds", type=positive_float, help="stop after this much stream time")
     n.add_argument("--frames", type=positive_int, help="stop after this many frames")
-    p.add_argument("--speed", type=_speed, default=None, metavar="max|X",
+    p.add_argument("--speed", type=speed, default=None, metavar="max|X",
                    help="replay pace for file and sim sources (default max = lossless)")
     p.add_argument("--loop", action="store_true", help="loop a file source (with --seconds/--frames)")
     p.add_argument("--allow-truncated", action="store_true", help="ignore a partial last frame")

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import math
 import signal
 import subprocess
 import sys
 import threading
 
-from .cli_common import cli_entry
+from .cli_common import OneLineParser, cli_entry, nonneg_int, positive_float, positive_int, speed
 from .errors import ConfigError
 from .pipeline import DEFAULT_ENDPOINT, FORMATS, Pipeline, PipelineConfig
 
@@ -27,42 +26,6 @@ complete window; windows it cannot keep up with are skipped and counted, the sou
 Ctrl-C / SIGTERM stop within 2 s, flush --save/--record and exit 0."""
 
 
-class OneLineParser(argparse.ArgumentParser):
-    """Usage errors become a ConfigError: one line and exit 2, like every other error of the CLI."""
-
-    def error(self, message):
-        raise ConfigError(f"{message} (see --help)")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
-    return value
-
-
-def _speed(text: str) -> float | None:
-    if text.lower() == "max":
-        return None
-    try:
-        return _positive_float(text)
-    except argparse.ArgumentTypeError:
-        raise argparse.ArgumentTypeError(f"expected a positive number or 'max', got {text!r}") from None
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(prog=PROG, description="Reconstruct images from a spiking camera stream, live or offline.",
                       epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -70,15 +33,15 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--device", default="sim", metavar="URI",
                      help="sim, sim:SCENE, sim:IMAGE_OR_VIDEO, file:PATH.dat, PATH.dat, /dev/NODE, fifo:PATH, "
                           "tcp://HOST:PORT or - (default: sim)")
-    src.add_argument("--speed", type=_speed, default=1.0, metavar="1|max",
+    src.add_argument("--speed", type=speed, default=1.0, metavar="1|max",
                      help="file replay pace x camera rate, or max = lossless as fast as consumed (default 1)")
     src.add_argument("--loop", action="store_true", help="replay the file forever")
-    src.add_argument("--duration", type=_positive_float, metavar="S", help="stop after S seconds of stream time")
-    src.add_argument("--height", type=_positive_int, default=250, help="frame height (default 250)")
-    src.add_argument("--width", type=_positive_int, default=400, help="frame width (default 400)")
-    src.add_argument("--stored-width", type=_positive_int, default=0, metavar="W",
+    src.add_argument("--duration", type=positive_float, metavar="S", help="stop after S seconds of stream time")
+    src.add_argument("--height", type=positive_int, default=250, help="frame height (default 250)")
+    src.add_argument("--width", type=positive_int, default=400, help="frame width (default 400)")
+    src.add_argument("--stored-width", type=nonneg_int, default=0, metavar="W",
                      help="columns per stored row, e.g. 416 for raw captures (default: --width)")
-    src.add_argument("--rate", type=_positive_float, default=40_000.0, metavar="HZ",
+    src.add_argument("--rate", type=positive_float, default=40_000.0, metavar="HZ",
                      help="camera frame rate (default 40000)")
     src.add_argument("--allow-truncated", action="store_true", help="ignore a partial last frame in a .dat file")
     src.add_argument("--seed", type=int, default=0, help="simulator seed (default 0)")
@@ -87,17 +50,17 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--model", default="ssml", metavar="NAME|PATH",
                      help="tfp, tfi, ssml (shipped real-time NBSN), ssml-full, or a TorchScript .pt / "
                           "torch.export .pt2 / weights file (default ssml)")
-    rec.add_argument("--window", type=_positive_int, default=41, metavar="N", help="window length, odd (default 41)")
+    rec.add_argument("--window", type=positive_int, default=41, metavar="N", help="window length, odd (default 41)")
     rate = rec.add_mutually_exclusive_group()
-    rate.add_argument("--stride", type=_positive_int, metavar="N",
+    rate.add_argument("--stride", type=positive_int, metavar="N",
                       help="reconstruct every window on the grid window//2 + k*N (lossless, nothing skipped)")
-    rate.add_argument("--fps", type=_positive_float, metavar="F",
+    rate.add_argument("--fps", type=positive_float, metavar="F",
                       help="live output rate: newest window F times a second (default 30)")
     rec.add_argument("--compute", choices=("auto", "cpu", "cuda"), default="auto",
                      help="torch device (auto = cuda when available)")
     rec.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"), default="auto",
                      help="auto = fp16 on CUDA, fp32 on CPU; bf16 = CPU autocast (faster, slightly different)")
-    rec.add_argument("--threads", type=_positive_int, metavar="N",
+    rec.add_argument("--threads", type=positive_int, metavar="N",
                      help="torch CPU threads (default: cores - 1, so capture keeps a core)")
 
     out = p.add_argument_group("output")
@@ -106,8 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--no-publish", action="store_true", help="do not open a publisher")
     out.add_argument("--format", choices=FORMATS, default="u1",
                      help="u1 = display-ready 8-bit, f4/f2 = firing rate (default u1)")
-    out.add_argument("--gamma", type=_positive_float, default=1.0, help="gamma for u1 frames (default 1)")
-    out.add_argument("--rate-norm", type=_positive_float, default=0.6, metavar="R",
+    out.add_argument("--gamma", type=positive_float, default=1.0, help="gamma for u1 frames (default 1)")
+    out.add_argument("--rate-norm", type=positive_float, default=0.6, metavar="R",
                      help="firing rate shown as white in u1 frames (default 0.6)")
     out.add_argument("--save", metavar="OUT.npz", help="write frames (N x H x W float32 firing rate) and center (N)")
     out.add_argument("--record", metavar="OUT.dat", help="also record every packed spike frame to a .dat file")
