@@ -16,7 +16,7 @@ __version__ = "0.1.0"
 from .errors import ConfigError, DriverError, ModelError, SpikeFormatError, SsmlError  # noqa: E402
 from .formats import DatWriter, SpikeFile, pack_frames, read_dat, write_dat  # noqa: E402
 from .features import psnr, tfi, tfi_all, tfp, tfp_all  # noqa: E402
-from .unpack import SlidingWindows, unpack  # noqa: E402
+from .unpack import SlidingWindows  # noqa: E402  (the module name `unpack` stays the module)
 
 # Names whose modules import torch or zmq are loaded on first use, so `import ssml_stream` stays light.
 _LAZY = {
@@ -34,4 +34,4 @@ def __getattr__(name):
 
 __all__ = ["ConfigError", "DriverError", "ModelError", "SpikeFormatError", "SsmlError", "DatWriter",
            "SpikeFile", "pack_frames", "read_dat", "write_dat", "psnr", "tfi", "tfi_all", "tfp",
-           "tfp_all", "SlidingWindows", "unpack", *_LAZY]
+           "tfp_all", "SlidingWindows", *_LAZY]
