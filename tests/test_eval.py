@@ -78,3 +78,20 @@ def test_eval_cli_bad_inputs(tmp_path, capsys):
 def test_psnr_of_reconstruction_against_intensity():
     gt = np.full((8, 8), 0.5, np.float32)
     assert psnr(gt + 0.1, gt) == pytest.approx(20.0)
+
+
+def test_shipped_rt_weights_beat_the_best_classical_baseline(reds_test):
+    """The committed ssml-rt.pt still loads into the current rt code and keeps its measured margin."""
+    from ssml_stream import read_dat
+    from ssml_stream.models import WEIGHTS_DIR
+    from ssml_stream.train.evaluate import load_model_fn
+    from ssml_stream.train.metrics import rate_to_intensity
+
+    if not (WEIGHTS_DIR / "ssml-rt.pt").exists():
+        pytest.skip("shipped rt weights not present")
+    dat, gt = reds_test
+    window = read_dat(dat).window(150, 41)
+    _, run = load_model_fn("ssml")
+    tfp41 = psnr(rate_to_intensity(baseline_fns()["TFP41"](window)), gt)
+    model = psnr(rate_to_intensity(run(window)), gt)
+    assert model >= tfp41 + 3.0, (model, tfp41)
