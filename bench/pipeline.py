@@ -110,17 +110,18 @@ def run_segment(args, rec, fps: float, subscribers: int, endpoint: str, seconds:
         for proc in subs:
             proc.kill()
             proc.wait()
-    t = pipeline.latency.out_times
-    return {"summary": s, "latency_ms": list(pipeline.latency.all_ms),
-            "intervals": max(0, len(t) - 1), "active_s": (t[-1] - t[0]) if len(t) >= 2 else 0.0}
+    lat = pipeline.latency
+    return {"summary": s, "latency_hist": lat.hist.copy(),
+            "intervals": max(0, lat.count - 1), "active_s": lat.last_t - lat.first_t}
 
 
 def aggregate(model_label: str, subscribers: int, fps: float, segments: list[dict]) -> dict:
     """One row from several segments: counts summed, fps = output intervals / time, latencies pooled."""
     import numpy as np
-    lat = np.concatenate([np.asarray(g["latency_ms"], float) for g in segments]) if segments else np.zeros(0)
+    from ..pipeline import LatencyStats
+    hist = sum((g["latency_hist"] for g in segments), np.zeros_like(LatencyStats().hist))
     active_s = sum(g["active_s"] for g in segments)
-    p50, p99 = (np.percentile(lat, [50, 99]) if lat.size else (float("nan"), float("nan")))
+    p50, p99 = LatencyStats.hist_percentiles(hist)
     total = lambda key: sum(getattr(g["summary"], key) for g in segments)  # noqa: E731
     return {"model": model_label, "subscribers": subscribers, "target_fps": fps,
             "seconds": round(sum(g["summary"].frames_in for g in segments) / 40_000.0, 1),

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 import queue
+from collections import deque
 import sys
 import tempfile
 import threading
@@ -182,21 +183,36 @@ class NpzSaver:
 
 
 class LatencyStats:
-    """Latencies (ms) and output times, appended by the sink thread, read by the status loop."""
+    """Latency and output-time bookkeeping with bounded memory, so an all-day run does not grow.
+
+    Whole-run percentiles come from a log-spaced histogram (1 % bins, 0.01 ms .. 1000 s); the status
+    line reads the outputs since its previous call from a bounded deque. Written by the sink thread.
+    """
+
+    EDGES_MS = np.geomspace(0.01, 1e6, int(np.log(1e8) / np.log(1.01)) + 1)
 
     def __init__(self):
-        self.all_ms: list[float] = []
-        self.out_times: list[float] = []
-        self._since = 0
+        self.hist = np.zeros(len(self.EDGES_MS) + 1, np.int64)
+        self.count = 0
+        self.first_t = self.last_t = 0.0
+        self._recent: deque = deque(maxlen=8192)
+        self._prev_t: float | None = None  # last output time handed to the status line
 
     def add(self, latency_ms: float, t: float) -> None:
-        self.all_ms.append(latency_ms)
-        self.out_times.append(t)
+        self.hist[np.searchsorted(self.EDGES_MS, latency_ms)] += 1
+        if self.count == 0:
+            self.first_t = t
+        self.count += 1
+        self.last_t = t
+        self._recent.append((latency_ms, t))
 
     def recent(self) -> tuple[list[float], list[float]]:
-        end = len(self.all_ms)
-        lat, times = self.all_ms[self._since:end], self.out_times[max(0, self._since - 1):end]
-        self._since = end
+        """(latencies, output times) since the previous call; times start with the previous call's last."""
+        items = [self._recent.popleft() for _ in range(len(self._recent))]
+        lat = [x[0] for x in items]
+        times = ([self._prev_t] if self._prev_t is not None else []) + [x[1] for x in items]
+        if items:
+            self._prev_t = items[-1][1]
         return lat, times
 
     @staticmethod
@@ -206,9 +222,23 @@ class LatencyStats:
         p50, p99 = np.percentile(np.asarray(ms), [50, 99])
         return float(p50), float(p99)
 
+    @classmethod
+    def hist_percentiles(cls, hist: np.ndarray) -> tuple[float, float]:
+        """p50, p99 (ms) of a histogram over EDGES_MS (geometric bin centres, ~0.5 % error)."""
+        total = int(hist.sum())
+        if total == 0:
+            return float("nan"), float("nan")
+        edges = np.concatenate([[cls.EDGES_MS[0]], cls.EDGES_MS, [cls.EDGES_MS[-1]]])
+        cum = np.cumsum(hist)
+        out = []
+        for q in (0.5, 0.99):
+            i = int(np.searchsorted(cum, q * total))
+            out.append(float(np.sqrt(edges[i] * edges[i + 1])))
+        return out[0], out[1]
+
     def fps(self) -> float:
-        t = self.out_times
-        return (len(t) - 1) / (t[-1] - t[0]) if len(t) >= 2 and t[-1] > t[0] else 0.0
+        span = self.last_t - self.first_t
+        return (self.count - 1) / span if self.count >= 2 and span > 0 else 0.0
 
 
 _STOP_ITEM = object()
@@ -490,9 +520,9 @@ class Pipeline:
             except Exception as e:  # keep closing the rest; report the first problem
                 self._errors.append(e)
         if hasattr(self, "latency") and self._t_start:
-            p50, p99 = LatencyStats.percentiles(self.latency.all_ms)
+            p50, p99 = LatencyStats.hist_percentiles(self.latency.hist)
             self.summary = Summary(
-                frames_in=self.frames_in, frames_dropped=self.dropped, windows_out=len(self.latency.all_ms),
+                frames_in=self.frames_in, frames_dropped=self.dropped, windows_out=self.latency.count,
                 windows_skipped=self.skipped, fps=self.latency.fps(), latency_p50_ms=p50, latency_p99_ms=p99,
                 wall_s=wall_s, model=getattr(self.rec, "name", "?"),
                 frames_recorded=self.frames_recorded if self.config.record_path else None,

@@ -204,3 +204,20 @@ def test_live_sim_frames_arrive_in_order_with_consistent_counts():
     assert abs(summary.windows_out + summary.windows_skipped - grid) <= 1
     rate = np.mean([o.frame.mean() for o in got.outputs])
     assert 0.02 < rate < 0.6  # a lit scene at rate_gain 0.6, not blank frames
+
+
+def test_latency_stats_are_bounded_and_match_numpy_percentiles():
+    from ssml_stream.pipeline import LatencyStats
+    rng = np.random.default_rng(0)
+    ms = rng.lognormal(3.0, 0.6, 50_000)
+    stats = LatencyStats()
+    for i, v in enumerate(ms):
+        stats.add(float(v), i / 30.0)
+    p50, p99 = LatencyStats.hist_percentiles(stats.hist)
+    ref50, ref99 = np.percentile(ms, [50, 99])
+    assert abs(p50 / ref50 - 1) < 0.01 and abs(p99 / ref99 - 1) < 0.01
+    assert stats.count == 50_000 and abs(stats.fps() - 30.0) < 1e-6
+    lat, times = stats.recent()
+    assert len(lat) <= 8192 and lat[-1] == ms[-1]  # the status window is bounded
+    stats.add(1.0, 50_000 / 30.0)
+    assert stats.recent() == ([1.0], [49_999 / 30.0, 50_000 / 30.0])
