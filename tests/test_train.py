@@ -1,5 +1,4 @@
 """Trainer: data pipeline, augmentations, loss wiring, loop with checkpoints/resume/logs, DDP."""
-import json
 import os
 import subprocess
 import sys
