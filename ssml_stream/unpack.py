@@ -40,23 +40,6 @@ def _unpack_aligned(packed, out, row_bytes, lut):
                 dst[j] = lut[src[base + j]]
 
 
-@numba.njit(nogil=True, cache=True)
-def _unpack_aligned_parallel_impl(packed, out, row_bytes, lut):
-    n, h, w = out.shape
-    words = w // 8
-    for f in numba.prange(n):
-        src = packed[f]
-        for r in range(h):
-            dst = out[f, h - 1 - r].view(np.uint64)
-            base = r * row_bytes
-            for j in range(words):
-                dst[j] = lut[src[base + j]]
-
-
-_unpack_aligned_parallel = numba.njit(nogil=True, cache=True, parallel=True)(
-    _unpack_aligned_parallel_impl.py_func)
-
-
 def _unpack_shift_impl(packed, out, row_bytes):
     """packed: n x frame_bytes; out: n x H x W, W % 8 == 0 and row_bytes*8 >= W (extra columns cut)."""
     n, h, w = out.shape
@@ -73,7 +56,9 @@ def _unpack_shift_impl(packed, out, row_bytes):
 
 
 _unpack_shift = numba.njit(nogil=True, cache=True)(_unpack_shift_impl)
-_unpack_shift_parallel = numba.njit(nogil=True, cache=True, parallel=True)(_unpack_shift_impl)
+# not cached: a second cached dispatcher of the same Python function shares its cache entry with the
+# serial one and silently loads the serial machine code
+_unpack_shift_parallel = numba.njit(nogil=True, parallel=True)(_unpack_shift_impl)
 
 
 @numba.njit(nogil=True, cache=True)
