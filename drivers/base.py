@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 
+from ..errors import DriverError
 from ..formats import DEFAULT_HEIGHT, DEFAULT_RATE_HZ, DEFAULT_WIDTH
 
 
@@ -27,6 +28,11 @@ class DriverOptions:
     seed: int = 0
     duration_s: float | None = None  # stop after this much stream time (None = until the source ends)
     extra: dict = field(default_factory=dict)  # driver-specific (e.g. simulator noise settings)
+
+    @property
+    def max_frames(self) -> int | None:
+        """Frames in `duration_s` of stream time (None = until the source ends)."""
+        return None if self.duration_s is None else int(round(self.duration_s * self.rate_hz))
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,12 @@ class Driver:
         Must not call ring.close(); the caller does. Raises DriverError on failures.
         """
         raise NotImplementedError
+
+    def check_ring(self, ring) -> None:
+        """Refuse a ring sized for other frames (it must be built from `info.frame_bytes`)."""
+        if ring.frame_bytes != self.info.frame_bytes:
+            raise DriverError(f"{self.info.name}: ring holds {ring.frame_bytes}-byte frames, the source makes "
+                              f"{self.info.frame_bytes}-byte frames; size the ring from driver.info.frame_bytes")
 
     def close(self) -> None:
         """Release files, sockets and devices. Safe to call twice."""

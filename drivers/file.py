@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import threading
 
-from ..errors import DriverError
 from ..formats import read_dat
 from .base import Driver, DriverOptions, SourceInfo
 from .pacing import check_speed, replay
@@ -34,13 +33,10 @@ class FileReplay(Driver):
         return self.spikes.geometry.stored_width
 
     def run(self, ring, stop: threading.Event) -> None:
-        if ring.frame_bytes != self.info.frame_bytes:
-            raise DriverError(f"{self.info.name}: ring holds {ring.frame_bytes}-byte frames, the file has "
-                              f"{self.info.frame_bytes}-byte frames; size the ring from driver.info.frame_bytes")
+        self.check_ring(ring)
         o = self.options
-        max_frames = None if o.duration_s is None else int(round(o.duration_s * o.rate_hz))
         replay(self, self.spikes.packed, ring, stop, rate_hz=o.rate_hz, speed=self.speed, loop=o.loop,
-               max_frames=max_frames)
+               max_frames=o.max_frames)
 
     def close(self) -> None:
         self.spikes.close()

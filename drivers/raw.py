@@ -127,12 +127,9 @@ class RawStream(Driver):
                                rate_hz=float(options.rate_hz), live=True, frame_bytes=self.frame_bytes)
 
     def run(self, ring, stop: threading.Event) -> None:
+        self.check_ring(ring)
         fb = self.frame_bytes
-        if ring.frame_bytes != fb:
-            raise DriverError(f"{self.info.name}: ring holds {ring.frame_bytes}-byte frames, the stream has "
-                              f"{fb}-byte frames")
-        o = self.options
-        max_frames = None if o.duration_s is None else int(round(o.duration_s * o.rate_hz))
+        max_frames = self.options.max_frames
         buf = np.empty((READ_FRAMES, fb), np.uint8)
         flat = memoryview(buf.reshape(-1))
         filled = 0  # bytes in buf

@@ -356,13 +356,9 @@ class SimCamera(Driver):
                                frame_bytes=sim.geometry.frame_bytes)
 
     def run(self, ring, stop: threading.Event) -> None:
-        from ..errors import DriverError
-        if ring.frame_bytes != self.info.frame_bytes:
-            raise DriverError(f"{self.info.name}: ring holds {ring.frame_bytes}-byte frames, the simulator makes "
-                              f"{self.info.frame_bytes}-byte frames")
+        self.check_ring(ring)
         o = self.options
-        max_frames = None if o.duration_s is None else int(round(o.duration_s * o.rate_hz))
-        replay(self, self.loop, ring, stop, rate_hz=o.rate_hz, speed=self.speed, loop=True, max_frames=max_frames)
+        replay(self, self.loop, ring, stop, rate_hz=o.rate_hz, speed=self.speed, loop=True, max_frames=o.max_frames)
 
     def close(self) -> None:
         self.loop = np.empty((0, self.info.frame_bytes), np.uint8)  # release the pre-rendered loop
