@@ -4,7 +4,8 @@ import json
 import numpy as np
 import pytest
 
-from ssml_stream.train.evaluate import EvalSource, baseline_fns, evaluate, main
+from ssml_stream.train.data import DatOptions
+from ssml_stream.train.evaluate import EvalSource, baseline_fns, evaluate, main, reds_sources
 from ssml_stream.train.metrics import psnr, ssim
 
 
@@ -50,16 +51,23 @@ def test_evaluate_scores_baselines_models_and_margins(rng):
     assert set(res["images"]["a"]) == {"GT", "TFP41", "TFI", "oracle", "zero"}
 
 
-def test_reds_baselines_match_the_published_figures(reds_test, tmp_path, capsys):
-    """TFP41 on test/200_part1 is 31.6 dB (../shared/data/README.md); the CLI writes JSON and PNG."""
-    dat, gt = reds_test
-    out_json, out_png = tmp_path / "e.json", tmp_path / "e.png"
-    assert main(["--data", str(dat), "--no-sim", "--json", str(out_json), "--png", str(out_png)]) == 0
-    res = json.loads(out_json.read_text())
-    row = res["sources"]["200_part1_key_id151"]
+def test_reds_baselines_match_the_published_figures(reds_test):
+    """TFP41 31.6 dB and TFI 21.8 dB on REDS test/200_part1 (the figures published with the data)."""
+    (src,) = reds_sources([reds_test.dat], DatOptions(gt_frame=reds_test.gt_frame))
+    row = evaluate([src], baseline_fns())["sources"][src.name]
     assert row["TFP41"]["psnr"] == pytest.approx(31.6, abs=0.1)
     assert row["TFI"]["psnr"] == pytest.approx(21.8, abs=0.15)
     assert row["best_baseline"]["method"] == "TFP41"
+
+
+def test_eval_cli_on_a_recording_writes_json_and_png(sim_recording, tmp_path, capsys):
+    """--data reads NAME.dat + NAME.png (ground truth at frame 150), as for REDS_BASE files."""
+    out_json, out_png = tmp_path / "e.json", tmp_path / "e.png"
+    assert main(["--data", str(sim_recording.dat), "--no-sim", "--json", str(out_json), "--png", str(out_png)]) == 0
+    res = json.loads(out_json.read_text())
+    row = res["sources"][sim_recording.dat.stem]
+    assert set(row) == {"TFP41", "TFI", "best_baseline"} and res["methods"] == ["TFP41", "TFI"]
+    assert row["TFP41"]["psnr"] > 30 and row["best_baseline"]["method"] == "TFP41"  # ~35 dB: little motion in 1 ms
     import cv2
 
     img = cv2.imread(str(out_png))
@@ -83,15 +91,11 @@ def test_psnr_of_reconstruction_against_intensity():
 def test_shipped_rt_weights_beat_the_best_classical_baseline(reds_test):
     """The committed ssml-rt.pt still loads into the current rt code and keeps its measured margin."""
     from ssml_stream import read_dat
-    from ssml_stream.models import WEIGHTS_DIR
     from ssml_stream.train.evaluate import load_model_fn
     from ssml_stream.train.metrics import rate_to_intensity
 
-    if not (WEIGHTS_DIR / "ssml-rt.pt").exists():
-        pytest.skip("shipped rt weights not present")
-    dat, gt = reds_test
-    window = read_dat(dat).window(150, 41)
+    window = read_dat(reds_test.dat).window(reds_test.gt_frame, 41)
     _, run = load_model_fn("ssml")
-    tfp41 = psnr(rate_to_intensity(baseline_fns()["TFP41"](window)), gt)
-    model = psnr(rate_to_intensity(run(window)), gt)
+    tfp41 = psnr(rate_to_intensity(baseline_fns()["TFP41"](window)), reds_test.gt)
+    model = psnr(rate_to_intensity(run(window)), reds_test.gt)
     assert model >= tfp41 + 3.0, (model, tfp41)
