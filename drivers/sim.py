@@ -1,12 +1,14 @@
-"""Simulated spiking camera: integrate-and-fire over a scene's light intensity (APIS.md, GUIDE 3.1).
+"""Simulated spiking camera: integrate-and-fire over a scene's light intensity, as packed `.dat` frames.
 
 Each frame every pixel adds `rate_gain * intensity` (+ dark current, optionally as Poisson photon
 counts) to its accumulator; when the accumulator reaches the pixel's threshold (1.0, optionally with a
 fixed-pattern variation) the pixel fires and the threshold is subtracted. Accumulators start at random
-values. So the mean firing rate is rate_gain * intensity spikes per frame, the REDS_BASE convention.
+values. So the mean firing rate is rate_gain * intensity spikes per frame, the REDS_BASE convention
+(docs/formats.md#ground-truth).
 
 Intensity comes from a `Scene` rendered at `key_hz` key frames per second of scene time and
-interpolated linearly for every spike frame; the kernel writes packed bits directly (GUIDE 3.1 layout).
+interpolated linearly for every spike frame; the kernel writes packed bits directly
+(docs/formats.md#dat-spike-files).
 
 The live driver (`open_driver("sim...")`) pre-renders one motion period as a loop at start-up and
 replays it paced like a file; at the wrap each pixel's spike phase jumps once (the picture does not).
@@ -26,7 +28,7 @@ from ..errors import ConfigError
 from ..formats import FrameGeometry
 from .base import Driver, DriverOptions, SourceInfo
 from .pacing import check_speed, replay
-from .scenes import DEFAULT_PERIOD_S, SCENE_CLASSES, SceneConfig, make_scene
+from .scenes import DEFAULT_PERIOD_S, SCENE_CLASSES, Scene, SceneConfig, make_scene
 
 SCENES = tuple(SCENE_CLASSES)
 DEFAULT_SCENE = "shapes"
@@ -62,7 +64,7 @@ class SimNoise:
 
 @dataclass
 class SimResult:
-    packed: np.ndarray                           # n x frame_bytes uint8 (GUIDE 3.1)
+    packed: np.ndarray                           # n x frame_bytes uint8, .dat layout
     gt: dict = field(default_factory=dict)       # frame index in `packed` -> H x W float32 intensity [0, 1]
     rate_gain: float = DEFAULT_RATE_GAIN
 
@@ -118,7 +120,7 @@ def _poisson(lam, key):
 
 @numba.njit(nogil=True, cache=True)
 def integrate_fire(key0, key1, alphas, frame_ids, acc, threshold, dark, gain, photons, seed, spikes, out):
-    """Simulate len(alphas) frames into out (n x H*W/8 packed bytes, GUIDE 3.1 layout).
+    """Simulate len(alphas) frames into out (n x H*W/8 packed bytes, .dat layout).
 
     Intensity of frame i = key0 + alphas[i] * (key1 - key0) (H x W, image orientation). acc, threshold
     and dark (H x W float32) are per-pixel state; photons > 0 draws Poisson photon counts keyed by
@@ -217,7 +219,7 @@ fire_rows_parallel = numba.njit(nogil=True, cache=True, parallel=True)(_fire_row
 class Simulator:
     """Stateful integrate-and-fire over a scene; `run(n)` continues where the last call stopped."""
 
-    def __init__(self, spec: str = DEFAULT_SCENE, *, height: int = 250, width: int = 400,
+    def __init__(self, spec: str | Scene = DEFAULT_SCENE, *, height: int = 250, width: int = 400,
                  rate_hz: float = 40000.0, rate_gain: float = DEFAULT_RATE_GAIN, seed: int = 0,
                  noise: SimNoise | None = None, start_frame: int = 0, key_hz: float = DEFAULT_KEY_HZ,
                  period_s: float = DEFAULT_PERIOD_S, duration_s: float = 1.0, scene_options: dict | None = None,
@@ -233,8 +235,11 @@ class Simulator:
         self.h, self.w = height, width
         self.rate_hz, self.rate_gain, self.key_hz, self.seed = float(rate_hz), float(rate_gain), float(key_hz), seed
         self.noise = noise or SimNoise()
-        self.scene = make_scene(spec, SceneConfig(height, width, period_s, seed),
-                                duration_s=duration_s + start_frame / rate_hz, **(scene_options or {}))
+        if isinstance(spec, Scene):
+            self.scene = spec
+        else:
+            self.scene = make_scene(spec, SceneConfig(height, width, period_s, seed),
+                                    duration_s=duration_s + start_frame / rate_hz, **(scene_options or {}))
         rng = np.random.default_rng(seed)
         thr = np.ones((height, width), np.float32)
         if self.noise.threshold_sigma > 0:
@@ -301,7 +306,7 @@ def simulate(spec: str, n_frames: int, *, height: int = 250, width: int = 400, r
              rate_gain: float = DEFAULT_RATE_GAIN, seed: int = 0, noise: SimNoise | None = None,
              gt_frames: Sequence[int] = (), start_frame: int = 0, key_hz: float = DEFAULT_KEY_HZ,
              period_s: float = DEFAULT_PERIOD_S, scene_options: dict | None = None) -> SimResult:
-    """Simulate frames start_frame .. start_frame + n_frames - 1 of a scene (APIS.md).
+    """Simulate frames start_frame .. start_frame + n_frames - 1 of a scene.
 
     spec: a name in SCENES, an image path (periodic pan/zoom/rotate) or a video path. gt maps indices
     into the result (0-based, like packed) to the intensity used for that frame. Deterministic for a seed.

@@ -9,7 +9,7 @@ from ..cli_common import cli_entry
 
 EXAMPLES = """examples:
   # rt NBSN on the REDS_BASE train files plus three simulated scenes, at most 55 minutes
-  ssml-train ../shared/data/reds_base/train --sim orbit --sim spin --sim slide \\
+  ssml-train ../shared/data/reds_base/train --sim shapes --sim spin --sim traffic \\
       --nbsn rt --steps 3000 --max-minutes 55 --threads 1 --run-dir runs/rt
 
   # full NBSN, resumed from its last checkpoint
@@ -62,6 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sim-frames", type=int, default=301, help="frames per simulated clip")
     p.add_argument("--sim-size", default="250x400", help="simulated frame size HxW")
     p.add_argument("--sim-clips", type=int, default=1, help="clips per --sim spec (later stretches of the scene)")
+    p.add_argument("--worlds", type=int, default=0, metavar="N",
+                   help="add N random simulated clips: natural-statistics textures, motion, light levels, sensor faults")
+    p.add_argument("--world-texture", action="append", default=[], metavar="IMAGE",
+                   help="an image used as a world texture besides the procedural ones (repeatable)")
+    p.add_argument("--label", choices=["adaptive", "tfi"], default="adaptive",
+                   help="pseudo-label: adaptive (TFI where bright, spike count where dark) or tfi (the paper's)")
+    p.add_argument("--no-light-weighting", action="store_true",
+                   help="plain MSE instead of weighing each crop by 1 / its mean firing rate squared")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     return p
 
@@ -81,7 +89,8 @@ def config_from_args(args: argparse.Namespace, argv: list[str]):
         val_every=args.val_every, val_crop=args.val_crop, ckpt_every=args.ckpt_every, log_every=args.log_every,
         seed=args.seed, threads=args.threads, amp=args.amp, device=args.device, resume=args.resume, height=args.height,
         width=args.width, stored_width=args.stored_width, gt_frame=args.gt_frame, sim_frames=args.sim_frames, sim_height=sim_h,
-        sim_width=sim_w, sim_clips=args.sim_clips, progress=not args.no_progress,
+        sim_width=sim_w, sim_clips=args.sim_clips, worlds=args.worlds,
+        world_textures=list(args.world_texture), label=args.label, light_weighting=not args.no_light_weighting, progress=not args.no_progress,
         command="ssml-train " + shlex.join(argv))
 
 
@@ -89,7 +98,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str]):
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    if not args.data and not args.sim:
+    if not args.data and not args.sim and not args.worlds:
         build_parser().error("give training data: .dat files/folders and/or --sim SCENE")
     from .loop import Trainer
 

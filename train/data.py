@@ -5,7 +5,9 @@ ground truth it may carry (frame index -> H x W intensity in [0, 1]). Sources:
 
 - `.dat` files or directories of them (any H x W via `DatOptions`); a sibling `NAME.png` is the
   ground-truth intensity at frame `gt_frame` (REDS_BASE convention: frame 150);
-- simulated streams from `drivers.sim.simulate` (built-in scene names, image or video paths).
+- simulated streams from `drivers.sim.simulate` (built-in scene names, image or video paths);
+- random "world" clips from `drivers.worlds` (natural-statistics textures, motion up to 1.2 px per
+  frame, light levels 0.008-0.95, sensor faults), the distribution users' cameras meet.
 
 Every valid centre of a recording is a training window (T - 40 of them for 41-frame windows). Ground
 truth never reaches the loss: `CropSampler` returns spikes only; `validation_windows` pairs full
@@ -117,7 +119,7 @@ def load_dat_recording(path: str | os.PathLike, options: DatOptions = DatOptions
 def load_sim_recordings(spec: str, options: SimOptions = SimOptions()) -> list[Recording]:
     """Simulate `options.clips` stretches of a scene; gt is kept at each clip's centre (and every
     `gt_every_frames` frames) for validation only."""
-    from ..drivers import sim  # the simulator lands separately; import on use
+    from ..drivers import sim  # imported on use: numba compiles its kernels at first call
 
     out = []
     for clip in range(options.clips):
@@ -137,10 +139,27 @@ def load_sim_recordings(spec: str, options: SimOptions = SimOptions()) -> list[R
     return out
 
 
+def load_world_recordings(n_clips: int, seed: int, textures: Sequence[str] = (), size: int = 128,
+                          n_frames: int = 81) -> list[Recording]:
+    """`n_clips` random clips (`drivers.worlds.random_spec`); `textures` adds image files to the
+    procedural ones. Ground truth is kept at each clip's centre for validation only."""
+    from ..drivers import worlds
+
+    rng = np.random.default_rng(seed)
+    kinds = (*worlds.TEXTURES, *map(str, textures))
+    out = []
+    for i in range(n_clips):
+        clip = worlds.render_clip(worlds.random_spec(rng, kinds, size, size, n_frames))
+        out.append(Recording(f"world-{seed}-{i}", clip.frames, clip.gt, clip.rate_gain))
+    return out
+
+
 def load_recordings(dat_paths: Sequence[str] = (), sim_specs: Sequence[str] = (),
                     dat_options: DatOptions = DatOptions(), sim_options: SimOptions = SimOptions(),
-                    exclude_test: bool = True) -> list[Recording]:
-    """All training recordings. `exclude_test` refuses files under a `test` folder of reds_base."""
+                    exclude_test: bool = True, worlds: int = 0, world_seed: int = 0,
+                    world_textures: Sequence[str] = ()) -> list[Recording]:
+    """All training recordings (+ `worlds` random world clips). `exclude_test` refuses files under a
+    `test` folder of reds_base."""
     recs = []
     for path in find_dat_files(dat_paths):
         if exclude_test and "test" in path.resolve().parts and "reds_base" in path.resolve().parts:
@@ -149,8 +168,10 @@ def load_recordings(dat_paths: Sequence[str] = (), sim_specs: Sequence[str] = ()
         recs.append(load_dat_recording(path, dat_options))
     for spec in sim_specs:
         recs.extend(load_sim_recordings(spec, sim_options))
+    if worlds:
+        recs.extend(load_world_recordings(worlds, world_seed, world_textures))
     if not recs:
-        raise ConfigError("no training data: give .dat files/folders and/or --sim SCENE")
+        raise ConfigError("no training data: give recordings, simulated scenes or world clips")
     return recs
 
 

@@ -38,6 +38,7 @@ EXAMPLES = """examples:
   ssml-eval ssml ssml-full                         # shipped weights on REDS test + simulated scenes
   ssml-eval runs/rt/best.pt rt.ts --data ../shared/data/reds_base/test --json eval.json --png eval.png
   ssml-eval --sim shapes --sim spin --no-data      # baselines only, simulated scenes only
+  ssml-eval --suite sweep ssml ssml-full --png sweep.png   # motion / light / sensor sweep at unseen seeds
 """
 
 
@@ -189,6 +190,34 @@ def format_table(result: dict, methods: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _run_sweep(args, argv) -> int:
+    from .sweep import format_sweep, plot_sweep, run_sweep
+
+    data = [] if args.no_data else [Path(d) for d in (args.data or [str(DEFAULT_DATA)])]
+    data = [d for d in data if d.exists()]
+    real = next((str(p) for d in data for p in find_dat_files([d]) if p.with_suffix(".png").exists()), None) \
+        if data else None
+    methods = {}
+    for spec in args.models or ["ssml"]:
+        name, fn = load_model_fn(spec, args.threads)
+        methods[name if name not in methods else f"{name}#{len(methods)}"] = fn
+    result = run_sweep(methods, data_dirs=data, real_dat=real)
+    print(format_sweep(result))
+    if not real:
+        print("(no REDS test recording found: the real-spikes row and the natural texture are missing; "
+              "1/f noise stands in for the photograph)")
+    if args.png:
+        plot_sweep(result, args.png)
+        print(f"wrote {args.png}")
+    if args.json:
+        from ..bench.report import machine
+
+        result.update(models=args.models, machine=machine(), command="ssml-eval " + " ".join(argv))
+        Path(args.json).write_text(json.dumps(result, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
 @cli_entry("ssml-eval")
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="ssml-eval", description=__doc__, epilog=EXAMPLES,
@@ -204,7 +233,12 @@ def main(argv=None) -> int:
     p.add_argument("--json", help="write the results as JSON here")
     p.add_argument("--png", help="write a side-by-side comparison image here")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = default)")
+    p.add_argument("--suite", choices=["basic", "sweep"], default="basic",
+                   help="basic: REDS + built-in scenes; sweep: motion, light, sensor faults and content at "
+                   "unseen seeds (train/sweep.py), --png draws PSNR vs speed and vs light")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    if args.suite == "sweep":
+        return _run_sweep(args, sys.argv[1:] if argv is None else argv)
 
     sources: list[EvalSource] = []
     if not args.no_data:

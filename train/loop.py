@@ -41,7 +41,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError, ModelError
-from .data import CropSampler, DatOptions, SimOptions, ValWindow, load_recordings, validation_windows
+from .data import (CropSampler, DatOptions, SimOptions, ValWindow, load_recordings, load_world_recordings,
+                   validation_windows)
 from .ddp import DistInfo, barrier, broadcast_flag, init_distributed, pick_device, shutdown, wrap_ddp
 from .metrics import psnr, rate_to_intensity, ssim
 
@@ -82,6 +83,11 @@ class TrainConfig:
     sim_height: int = 250
     sim_width: int = 400
     sim_clips: int = 1
+    worlds: int = 0  # random world clips (drivers.worlds) added to the training data
+    world_textures: list = field(default_factory=list)  # image files used as textures besides the procedural ones
+    world_val: int = 16  # extra world clips (other seeds) for validation only
+    label: str = "adaptive"  # adaptive: TFI where bright, spike count where dark; tfi: the paper's TFI label
+    light_weighting: bool = True  # weigh each crop's loss by 1 / its mean rate^2 (relative error at every light level)
     progress: bool = True
     command: str = ""  # the command line, recorded in checkpoints and shipped weights
 
@@ -99,12 +105,16 @@ class MutualPair(nn.Module):
 
 
 def mutual_loss(bsn_out, nbsn_out, label, mutual_weight: float = 0.01, teacher_out=None,
-                distill_weight: float = 1.0) -> dict:
-    """Loss terms (tensors). The mutual term keeps gradients into both networks (no detach)."""
-    terms = {"loss_bsn": F.mse_loss(bsn_out, label), "loss_mutual": F.mse_loss(nbsn_out, bsn_out)}
+                distill_weight: float = 1.0, weight=None) -> dict:
+    """Loss terms (tensors). The mutual term keeps gradients into both networks (no detach).
+    `weight` (B x 1 x 1 x 1, mean 1) weighs each sample's squared errors."""
+    def mse(a, b):
+        return F.mse_loss(a, b) if weight is None else ((a - b) ** 2 * weight).mean()
+
+    terms = {"loss_bsn": mse(bsn_out, label), "loss_mutual": mse(nbsn_out, bsn_out)}
     loss = terms["loss_bsn"] + mutual_weight * terms["loss_mutual"]
     if teacher_out is not None:
-        terms["loss_distill"] = F.mse_loss(nbsn_out, teacher_out)
+        terms["loss_distill"] = mse(nbsn_out, teacher_out)
         loss = loss + distill_weight * terms["loss_distill"]
     terms["loss"] = loss
     return terms
@@ -201,9 +211,11 @@ class Trainer:
         self._seed_everything(config.seed)
 
         from ..models import build_model
-        from ..models.features import tfi_center
+        from ..models.features import adaptive_label, tfi_center
 
-        self._tfi_center = tfi_center
+        if config.label not in ("adaptive", "tfi"):
+            raise ConfigError(f"label {config.label!r}: use adaptive or tfi")
+        self._label = adaptive_label if config.label == "adaptive" else tfi_center
         self.nbsn_arch = NBSN_ARCHS[config.nbsn]
         self.pair = MutualPair(build_model("bsn"), build_model(self.nbsn_arch)).to(self.device)
         self.model = wrap_ddp(self.pair, self.dist, self.device)
@@ -213,11 +225,16 @@ class Trainer:
         recs = load_recordings(
             config.dat, config.sim,
             DatOptions(config.height, config.width, config.stored_width, config.gt_frame),
-            SimOptions(config.sim_frames, config.sim_height, config.sim_width, config.sim_clips, seed=config.seed))
+            SimOptions(config.sim_frames, config.sim_height, config.sim_width, config.sim_clips, seed=config.seed),
+            worlds=config.worlds, world_seed=config.seed, world_textures=config.world_textures)
+        # world clips validate on their own seeds (the training clips' centres are trained on)
+        val_only = load_world_recordings(config.world_val, config.seed + 7919, config.world_textures) \
+            if config.worlds else []
         self.recordings = recs
         self.sampler = CropSampler(recs, config.crop, config.batch_size, config.window_frames,
                                    seed=config.seed * 1000 + self.dist.rank)
-        self.val_windows = validation_windows(recs, config.window_frames) if self.dist.is_main else []
+        val_recs = [r for r in recs if not r.name.startswith("world-")] + val_only
+        self.val_windows = validation_windows(val_recs, config.window_frames) if self.dist.is_main else []
         self.step = 0
         self.elapsed_before_s = 0.0  # training time of earlier runs of a resumed job
         self.best_psnr = -math.inf
@@ -311,7 +328,12 @@ class Trainer:
         lr = cosine_lr(self.cfg.lr, self.progress())
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        label = self._tfi_center(x, self.cfg.tfi_search, self.cfg.tfi_fallback)
+        label = self._label(x, self.cfg.tfi_search, self.cfg.tfi_fallback)
+        weight = None
+        if self.cfg.light_weighting:
+            # relative error at every light level: a crop firing 0.01 counts as much as one firing 0.6
+            weight = 1.0 / (x.mean(dim=(1, 2, 3), keepdim=True) + 0.005) ** 2
+            weight = weight / weight.mean()
         teacher_out = None
         with self.autocast():
             bsn_out, nbsn_out = self.model(x)
@@ -319,7 +341,8 @@ class Trainer:
                 with torch.no_grad():
                     teacher_out = self.teacher(x).float()
         bsn_out, nbsn_out = bsn_out.float(), nbsn_out.float()
-        terms = mutual_loss(bsn_out, nbsn_out, label, self.cfg.mutual_weight, teacher_out, self.cfg.distill_weight)
+        terms = mutual_loss(bsn_out, nbsn_out, label, self.cfg.mutual_weight, teacher_out, self.cfg.distill_weight,
+                            weight)
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         self.optimizer.step()

@@ -53,3 +53,16 @@ def motion_inputs(x: Tensor, tfp_lengths: tuple[int, int, int] = (11, 19, 27),
     """(TFP stack B x 3 x H x W over the centred sub-windows, TFI B x 1 x H x W) of one window."""
     tfp = torch.cat([tfp_center(x, n) for n in tfp_lengths], dim=1)
     return tfp, tfi_center(x, search, fallback)
+
+
+def adaptive_label(x: Tensor, search: int = 12, fallback: int = 24, min_count: int = 5) -> Tensor:
+    """The training pseudo-label at every light level: TFI where the pixel fired at least `min_count`
+    times in the window, else the window's spike count / T (TFP over the whole window).
+
+    TFI alone is biased in the dark: with no spike within `search` frames its interval becomes
+    `fallback`, so a pixel firing every 40 frames reads 1/24 instead of 1/40 (67 % too bright).
+    min_count = 5 in 41 frames means intervals of at most ~8 frames, where TFI always finds both
+    spikes; below that the count is the unbiased (if motion-blurred) estimate.
+    """
+    counts = x.sum(dim=1, keepdim=True)
+    return torch.where(counts >= min_count, tfi_center(x, search, fallback), counts / x.shape[1])

@@ -18,6 +18,9 @@ Design (beyond the paper; choices measured with `ssml-bench model` and op-level 
   (starts as TFP41), so the network begins as the TFP41 baseline and full-resolution detail always
   has a direct path.
 - Inputs are padded (replicate) at the bottom/right to a multiple of 4 and the output cropped back.
+- Light-level invariance (`normalize`, on for networks trained since the sweep): every rate feature is
+  divided by the window's mean firing rate and the output multiplied back, so a dark recording looks
+  to the convolutions like a bright one (the firing rate spans two decades between dusk and daylight).
 """
 from __future__ import annotations
 
@@ -42,6 +45,7 @@ class RtConfig:
     up_ch: int = 8             # channels brought back from quarter to half resolution
     tfi_search: int = 12
     tfi_fallback: int = 24
+    normalize: bool = True     # divide features by the window's mean rate, multiply the output back
 
 
 def _act() -> nn.Module:
@@ -67,6 +71,7 @@ class RealTimeNet(nn.Module):
             raise ValueError(f"frames must be odd and >= {max(TFP_INIT_LENGTHS)}")
         self.search = cfg.tfi_search
         self.fallback = cfg.tfi_fallback
+        self.normalize = cfg.normalize
         feat_ch = cfg.temporal_ch + 1  # + TFI
         w, dw = cfg.width, cfg.deep_width
         self.temporal = nn.Conv2d(cfg.frames, cfg.temporal_ch, 1)
@@ -95,7 +100,13 @@ class RealTimeNet(nn.Module):
         h, w = x.shape[-2], x.shape[-1]
         feats = torch.cat([pointwise(self.temporal, x), tfi_center(x, self.search, self.fallback)], dim=1)
         feats = F.pad(feats, (0, (-w) % 4, 0, (-h) % 4), mode="replicate")
+        if self.normalize:
+            # mean rate of each window (+ a floor: an all-dark window stays finite)
+            scale = x.mean(dim=(1, 2, 3), keepdim=True) + 1e-3
+            feats = feats / scale
         half = self.down(feats)
         y = self.merge(torch.cat([half, self.up(self.deep(half))], dim=1))
         out = self.to_full(y) + pointwise(self.skip, feats)
+        if self.normalize:
+            out = out * scale
         return out[..., :h, :w]
