@@ -8,7 +8,7 @@ consumer received), frames dropped by the ring, windows built, and the source's 
 
 Sources: `file` = a `.dat` looped (default: ../shared/data's REDS test file, else a simulated file in
 a temporary folder), `sim` = the live simulated camera (pre-renders its loop first).
-Targets (issue 2): rate 40,000 Hz +- 1 %, 0 dropped.
+Targets: rate 40,000 Hz +- 1 %, 0 dropped.
 """
 from __future__ import annotations
 

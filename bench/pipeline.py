@@ -1,4 +1,4 @@
-"""`ssml-bench pipeline`: the live pipeline end to end on the simulated camera (issue 4 targets).
+"""`ssml-bench pipeline`: the live pipeline end to end on the simulated camera, against its targets.
 
 Each row runs `--device sim` (40 kHz, 250 x 400, paced in real time) for `--seconds` through the
 real pipeline (capture thread -> ring -> newest-window scheduler -> model -> ZeroMQ publisher on an

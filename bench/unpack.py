@@ -11,7 +11,7 @@ Ratios are numba frames/s over numpy frames/s for the same target. Each row is t
 `--repeat` runs (least disturbed by other load on the machine); frames_per_cpu_s divides by the
 process's CPU time instead of wall time, which shows the kernel's cost when other jobs share the cores.
 
-Target (issue 2): >= 200k frames/s of 250 x 400 into preallocated windows on the 2-core machine.
+Target: >= 200k frames/s of 250 x 400 into preallocated windows on the 2-core machine.
 """
 from __future__ import annotations
 

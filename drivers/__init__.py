@@ -1,4 +1,4 @@
-"""Spike sources, found by URI (GUIDE 3.4). Installed as `ssml_stream.drivers`.
+"""Spike sources, found by URI (docs/architecture.md#stages). Installed as `ssml_stream.drivers`.
 
 Third parties add a scheme through the entry point group `ssml_stream.drivers`: the entry point's
 name is the URI scheme and it loads a callable `factory(uri: str, options: DriverOptions) -> Driver`.

@@ -1,4 +1,5 @@
-"""Raw packed frames (GUIDE 3.1 layout, no header) from a device node, a FIFO, a TCP socket or stdin.
+"""Raw packed frames from a device node, a FIFO, a TCP socket or stdin: `.dat` frames without a file
+around them (docs/formats.md#dat-spike-files).
 
 For a camera SDK or capture program that writes frames to a pipe or socket. Reads are assembled
 into whole frames (short reads are normal), stamped with the wall clock at arrival, and written to a

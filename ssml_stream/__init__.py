@@ -1,6 +1,6 @@
 """ssml-stream: spiking-camera frames to live video.
 
-The notebook API (GUIDE 3.5)::
+The notebook API::
 
     import ssml_stream as ss
     spikes = ss.read_dat("rec.dat")            # len(), [i], .window(center, n)

@@ -1,4 +1,4 @@
-"""`ssml-sim`, `ssml-record`, `ssml-info`: simulate, record and inspect `.dat` spike files (GUIDE 3.4)."""
+"""`ssml-sim`, `ssml-record`, `ssml-info`: simulate, record and inspect `.dat` spike files (docs/formats.md)."""
 from __future__ import annotations
 
 import argparse

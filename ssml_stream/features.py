@@ -1,4 +1,5 @@
-"""Classical reconstructions as Numba kernels (GUIDE 3.2). Values are firing rate in spikes per frame.
+"""Classical reconstructions as Numba kernels (docs/formats.md#windows-and-firing-rate). Values are
+firing rate in spikes per frame.
 
 TFP: mean of the window's frames. TFI: 1 / (first spike after the centre - last spike at or before
 it), searching `search` frames each side; `fallback` is the interval used when either spike is missing.

@@ -1,4 +1,4 @@
-"""Vidar `.dat` spike files: packed binary frames back to back, no header (GUIDE 3.1).
+"""Vidar `.dat` spike files: packed binary frames back to back, no header (docs/formats.md#dat-spike-files).
 
 Packed layout: pixel p = row * W + col counts row-major from the *bottom* image row up, and is bit
 `p % 8` (least significant first) of byte `p // 8`. In memory, frames are H x W uint8 arrays in image

@@ -1,4 +1,4 @@
-"""The streaming pipeline: driver -> ring -> windows -> reconstruction -> publish/save (GUIDE 1, issue 4).
+"""The streaming pipeline: driver -> ring -> windows -> reconstruction -> publish/save (docs/architecture.md).
 
 Stages run as **threads** in one process, each with one job:
 
@@ -14,8 +14,9 @@ the windows and the output frames without copies or shared-memory plumbing. Torc
 cpu_count - 1 threads (see runtime.py) so capture always has a core.
 
 Where frames get lost, and how it is counted:
-- `dropped`: spike frames lost at ingest, i.e. frames the ring overwrote before the reconstruction (or
-  recorder) cursor read them (`Cursor.dropped`), plus any the driver itself reports (`frames_dropped`).
+- `dropped`: spike frames lost at ingest, i.e. frames the ring overwrote before the reconstruction
+  cursor read them (`Cursor.dropped`), plus any the driver itself reports (`frames_dropped`). The
+  recorder's cursor counts its own losses (`record_dropped` in the summary).
 - `skipped`: windows on the stride grid that were not reconstructed. The live scheduler skips by
   design: it always takes the **newest complete window** (`Cursor.read_latest`) at the target fps, so a
   slow model lowers the output rate but never slows the source or builds a backlog. In lossless mode on

@@ -1,4 +1,5 @@
-"""ZeroMQ PUB side of the stream (GUIDE 3.3): frames and stats, never blocking the caller.
+"""ZeroMQ PUB side of the stream (docs/formats.md#zeromq-stream-schema-v1): frames and stats, never
+blocking the caller.
 
 Slow or stuck subscribers cannot slow the pipeline: the PUB socket has a small send high-water mark
 (per subscriber), and every send is non-blocking. When a subscriber's queue is full, ZeroMQ drops

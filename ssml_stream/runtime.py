@@ -1,15 +1,16 @@
-"""Model runtime: turn a name or an artefact path into a `Reconstructor` (APIS.md).
+"""Model runtime: turn a name or an artefact path into a `Reconstructor` (docs/models.md#loading-a-model).
 
     rec = load_model("ssml")                  # or tfp, tfi, ssml-full, model.pt (TorchScript), model.pt2
     rate = rec(window)                        # n x H x W uint8 spikes -> H x W float32 firing rate
     rec(window, out=buf)                      # writes into a preallocated H x W float32 array
 
-Runtime choices (issue 4):
+Runtime choices:
 - every forward runs under `torch.inference_mode`; `warm_up(h, w)` runs a few forwards on the real
   frame size first (kernel selection, allocator, tracing) so timed frames are steady-state;
 - CPU: eager modules are traced and frozen once per frame size
   (TorchScript's DeprecationWarnings are silenced, users see none); bf16 autocast only when asked
-  (`precision="bf16"`), because it changes the numbers and only MODELS can say it keeps accuracy;
+  (`precision="bf16"`), because it changes the numbers and the shipped weights' quality was measured
+  in fp32;
   (channels-last is optional on CPU: for the rt net it measured no faster with one thread);
 - CUDA: fp16 weights/activations and channels-last by default (`precision="auto"`); the uint8 window is
   copied to the GPU through a pinned buffer and converted there (4x fewer bytes than float32);
@@ -32,7 +33,7 @@ from .features import tfi, tfp
 
 CLASSICAL = ("tfp", "tfi")
 SHIPPED = ("ssml", "ssml-full")
-NETWORK_WINDOW_FRAMES = 41  # every SSML network takes 41-frame windows (APIS.md)
+NETWORK_WINDOW_FRAMES = 41  # every SSML network takes 41-frame windows (docs/models.md#networks)
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 

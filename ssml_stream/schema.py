@@ -1,4 +1,5 @@
-"""ZeroMQ stream schema v1 (GUIDE 3.3): the single definition used by publisher, viewer and tests.
+"""ZeroMQ stream schema v1 (docs/formats.md#zeromq-stream-schema-v1): the single definition used by
+publisher, viewer and tests.
 
 Frame message, 3 parts: ``b"frame"``, msgpack header, raw pixel bytes (C order, little endian).
 Stats message, 2 parts: ``b"stats"``, msgpack map of throughput and health (about once a second).

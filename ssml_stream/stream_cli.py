@@ -1,4 +1,4 @@
-"""`ssml-stream`: spike source -> reconstruction -> ZeroMQ viewers / files (GUIDE 3.4, issue 4)."""
+"""`ssml-stream`: spike source -> reconstruction -> ZeroMQ viewers / files (docs/architecture.md)."""
 from __future__ import annotations
 
 import argparse

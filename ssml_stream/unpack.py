@@ -1,4 +1,5 @@
-"""Numba kernels that unpack packed spike frames into preallocated uint8 windows (GUIDE 3.1, 3.2).
+"""Numba kernels that unpack packed spike frames (docs/formats.md#dat-spike-files) into preallocated uint8
+windows.
 
 Fast path (`_unpack_shift`): each input byte becomes 8 output bytes `(byte >> b) & 1`, a loop LLVM
 vectorises; rows are flipped on the way (file row 0 is the image's bottom row). The 256-entry lookup

@@ -476,8 +476,8 @@ def _open_window() -> bool:
         if os.environ.get("QT_QPA_PLATFORM", "").startswith("xcb"):
             # Qt (opencv-python 5) on an X server without a window manager (e.g. Xvfb) sometimes misses
             # the MapNotify of the first window it maps and then never paints it (about 1 start in 4
-            # here). A short-lived first window absorbs most of that (0 in 32 bare-OpenCV starts; the
-            # viewer still sees it now and then, see _update_window).
+            # here). A short-lived first window absorbs most of that for bare OpenCV (0 in 32 starts);
+            # the viewer still failed 4 starts in 12 until it also redrew early (1 in 11, _update_window).
             cv2.namedWindow(WINDOW_TITLE + " starting", flags)
             cv2.imshow(WINDOW_TITLE + " starting", np.zeros((1, 1), np.uint8))
             cv2.waitKey(100)

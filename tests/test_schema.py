@@ -1,4 +1,4 @@
-"""ZeroMQ schema v1 (GUIDE 3.3): round trips and every kind of malformed message."""
+"""ZeroMQ schema v1 (docs/formats.md#zeromq-stream-schema-v1): round trips and every kind of malformed message."""
 import msgpack
 import numpy as np
 import pytest

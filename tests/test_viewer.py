@@ -375,8 +375,9 @@ def test_window_under_xvfb_shows_the_frame(tmp_path, xvfb):
     attempts = []
     try:
         # Qt on an X server without a window manager occasionally never paints its window (it misses the
-        # MapNotify; the viewer's warm-up window makes that rare, ~1 start in 50 here). Such a start shows
-        # a black screen while Qt reports the window visible; only then is the viewer started again.
+        # MapNotify; with the viewer's warm-up window and early redraws about 1 start in 11 here, see
+        # ssml_stream/viewer.py). Such a start shows a black screen while Qt reports the window visible;
+        # only then is the viewer started again.
         for _ in range(3):
             viewer = subprocess.Popen(viewer_command("--connect", endpoint, "--screenshot", str(shot),
                                                      "--duration", "40"),

@@ -30,7 +30,7 @@ ARCHS = {"bsn": (BlindSpotNet, BsnConfig), "nbsn": (NonBlindNet, NbsnConfig), "r
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 SHIPPED = {"ssml": "ssml-rt.pt", "ssml-full": "ssml-full.pt"}
 FORMAT_TAG = "ssml-weights-v1"
-TRAIN_HINT = {"ssml": "ssml-train --nbsn rt", "ssml-full": "ssml-train --nbsn nbsn"}
+TRAIN_HINT = {"ssml": "ssml-train --nbsn rt", "ssml-full": "ssml-train --nbsn full"}
 
 
 def build_model(arch: str, **config) -> nn.Module:

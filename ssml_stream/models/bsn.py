@@ -1,7 +1,7 @@
 """Blind-spot network (BSN) of SSML (IJCAI 2022): predicts each pixel's firing rate from its
 neighbours only, trained against the TFI pseudo-label.
 
-Architecture (issue 3):
+Architecture (docs/models.md#bsn):
 - Input per pixel: the 41 frames plus *blind* motion features: TFP over the centred 11/19/27-frame
   sub-windows (mixed by a learned 1x1 conv) and TFI (search 12, fallback 24), each lifted to 16
   channels by a shifted 3x3 conv and summed. These are per-pixel temporal statistics, so they carry
@@ -11,8 +11,8 @@ Architecture (issue 3):
 - The branch runs on 4 rotations (0/90/180/270) as one batch; outputs are un-rotated, concatenated
   (4 x 96 = 384) and fused by 1x1 convs 384 -> 384 -> 96 -> 1.
 
-Choices where the issue is silent or where it conflicts with the exact blind spot:
-- Non-square inputs: the issue says reflect-pad to square. A reflected copy of a pixel near the
+Implementation choices, one of them a deliberate departure from the paper for an exact blind spot:
+- Non-square inputs: the paper reflect-pads to square. A reflected copy of a pixel near the
   padded edge lies in its own receptive field, so the blind spot leaks there (tests/test_models.py
   shows it). The default `nonsquare="split"` instead runs rotations 0/180 on H x W and 90/270 on
   W x H (two batches, no padding, exact blind spot everywhere, less compute).

@@ -1,6 +1,6 @@
 """Non-blind network (NBSN) of SSML, the paper's full inference network.
 
-Architecture (issue 3):
+Architecture (docs/models.md#full-nbsn):
 - Three overlapping 27-frame sub-windows of the 41-frame window, starting at frames 0, 7 and 14.
 - Per sub-window, non-blind motion features: TFP over its centred 11/19/27 frames mixed by a learned
   1x1 conv (3 ch) and its centre TFI (search 12, fallback 24), each lifted by a 3x3 conv to 16 ch and
@@ -8,7 +8,7 @@ Architecture (issue 3):
 - One shared U-Net per sub-window on [27 frames, 16 gated features] (43 ch) -> 32 ch.
 - The three outputs concatenated (96 ch) -> second U-Net -> 384 ch -> 1x1 convs 384 -> 384 -> 96 -> 1.
 
-Choices where the issue is silent: the motion module and the first U-Net are shared across the
+Implementation choices: the motion module and the first U-Net are shared across the
 three sub-windows and run on them as one batch; U-Net widths 48 (first, decoder 96) and 96 (second,
 decoder 192); CBAM reduction 4 and 7x7 spatial kernel; linear output (firing rate, no clamp).
 """
