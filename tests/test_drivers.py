@@ -1,4 +1,5 @@
-"""File replay, raw streams (FIFO, TCP, stdin) and third-party entry points."""
+"""File replay, raw streams (FIFO, TCP, stdin) and third-party entry points. Pacing is checked only
+in the direction load cannot break: a paced source is never ahead of its schedule."""
 import threading
 import time
 
@@ -11,13 +12,14 @@ from ssml_stream.formats import pack_frames, write_dat
 from ssml_stream.ring import Ring
 
 H, W = 16, 32  # small frames: 64 bytes
+TIMEOUT_S = 60.0  # waits end on their event; this is only reached when something is broken
 
 
 def _random_frames(rng, n, h=H, w=W, p=0.3):
     return (rng.random((n, h, w)) < p).astype(np.uint8)
 
 
-def consume(driver, ring, timeout_s=10.0, max_frames=None):
+def consume(driver, ring, timeout_s=TIMEOUT_S, max_frames=None):
     """Run the driver in a thread and read everything from a cursor; returns (packed, first, dropped)."""
     cursor = ring.cursor()
     stop = threading.Event()
@@ -47,7 +49,7 @@ def consume(driver, ring, timeout_s=10.0, max_frames=None):
         if max_frames and sum(c for _, c in firsts) >= max_frames:
             stop.set()
     stop.set()
-    t.join(5)
+    t.join(timeout_s)
     assert not t.is_alive(), "driver did not stop"
     if errors:
         raise errors[0]
@@ -93,24 +95,26 @@ def test_file_paced_at_camera_rate(small_dat):
     got, firsts, dropped = consume(d, ring)
     elapsed = time.perf_counter() - t0
     assert d.frames_out == 8000 and got.shape[0] == 8000 and dropped == 0
-    # 0.2 s of stream at half speed = 0.4 s of wall clock
-    assert 0.38 < elapsed < 0.8, elapsed
+    # 0.2 s of stream at half speed takes at least 0.4 s (less one 1 ms chunk); load only adds to that
+    assert elapsed >= 0.399, elapsed
     np.testing.assert_array_equal(got[:50], packed)
     np.testing.assert_array_equal(got[50:100], packed)
 
 
-def test_file_paced_capture_times_follow_the_schedule(small_dat):
+def test_file_paced_capture_times_never_run_ahead_of_the_schedule(small_dat):
     path, _ = small_dat
     d = open_driver(str(path), DriverOptions(height=H, width=W, loop=True, duration_s=0.1))
     ring = Ring(d.info.frame_bytes, capacity=8192)
+    start_ns = time.time_ns()
     consume(d, ring)
-    ns = ring.capture_ns[:4000].astype(np.float64)
-    # frame k is pushed about k / 40 kHz after frame 0, in chunks of ~1 ms that share a stamp
-    lag_s = ns / 1e9 - np.arange(4000) / 40000
-    lag_s -= np.median(lag_s)
-    assert np.median(np.abs(lag_s)) < 0.002
-    assert len(np.unique(ns[:400])) <= 20  # 10 paced chunks, + 8 writes split at the 50-frame loop wrap
-    assert abs((ns[3999] - ns[0]) / 1e9 - 0.1) < 0.01
+    ns = ring.capture_ns[:4000]
+    assert d.frames_out == 4000 and np.all(np.diff(ns) >= 0)
+    # frame k is pushed once it is due, k / 40 kHz after the start (a stalled producer catches up later)
+    due_ns = start_ns + np.arange(4000) * 25_000
+    assert np.all(ns >= due_ns), np.flatnonzero(ns < due_ns)[:5]
+    # pushed in chunks of ~1 ms that share a stamp: 10 chunks, + 8 writes split at the 50-frame loop wrap
+    # (a producer catching up pushes bigger chunks, i.e. fewer stamps)
+    assert len(np.unique(ns[:400])) <= 20
 
 
 def test_file_without_loop_ends_at_the_last_frame(small_dat):
@@ -164,7 +168,7 @@ def _raw_opts(**kw):
 
 
 @pytest.mark.system
-def test_fifo_short_writes_are_assembled_and_end_is_clean(tmp_path, rng):
+def test_fifo_short_writes_are_assembled_and_end_is_clean(tmp_path, rng, spawn):
     import os
     packed = pack_frames(_random_frames(rng, 40))
     fifo = tmp_path / "cam.fifo"
@@ -178,15 +182,16 @@ def test_fifo_short_writes_are_assembled_and_end_is_clean(tmp_path, rng):
             for i in range(0, len(data), 37):  # chunks that split frames
                 f.write(data[i:i + 37])
 
-    threading.Thread(target=writer, daemon=True).start()
+    w = spawn(writer)
     got, firsts, dropped = consume(d, Ring(d.info.frame_bytes, 1000))
     d.close()
+    w.result(TIMEOUT_S)
     np.testing.assert_array_equal(got, packed)
     assert dropped == 0 and "end of stream after 40 frames" in d.end_reason
 
 
 @pytest.mark.system
-def test_fifo_partial_last_frame_is_an_error_unless_allowed(tmp_path, rng):
+def test_fifo_partial_last_frame_is_an_error_unless_allowed(tmp_path, rng, spawn):
     import os
     packed = pack_frames(_random_frames(rng, 3))
     for allow in (False, True):
@@ -198,7 +203,7 @@ def test_fifo_partial_last_frame_is_an_error_unless_allowed(tmp_path, rng):
             with open(fifo, "wb") as f:
                 f.write(packed.tobytes() + b"\1" * 10)
 
-        threading.Thread(target=writer, daemon=True).start()
+        w = spawn(writer)
         if allow:
             got, _, _ = consume(d, Ring(d.info.frame_bytes, 100))
             assert got.shape[0] == 3 and "partial frame of 10 bytes" in d.end_reason
@@ -206,27 +211,28 @@ def test_fifo_partial_last_frame_is_an_error_unless_allowed(tmp_path, rng):
             with pytest.raises(DriverError, match="ended inside a frame"):
                 consume(d, Ring(d.info.frame_bytes, 100))
         d.close()
+        w.result(TIMEOUT_S)
 
 
 @pytest.mark.system
-def test_silent_fifo_honours_stop(tmp_path):
+def test_silent_fifo_honours_stop(tmp_path, spawn):
     import os
     fifo = tmp_path / "silent.fifo"
     os.mkfifo(fifo)
     d = open_driver(f"fifo:{fifo}", _raw_opts())
     stop = threading.Event()
-    t = threading.Thread(target=d.run, args=(Ring(d.info.frame_bytes, 10), stop), daemon=True)
-    t.start()
+    ring = Ring(d.info.frame_bytes, 10)
+    t = spawn(d.run, ring, stop)
     time.sleep(0.3)
     assert t.is_alive()  # no writer: still waiting, not ended
     stop.set()
-    t.join(1.0)
-    assert not t.is_alive()
+    t.result(TIMEOUT_S)
+    assert ring.head == 0
     d.close()
 
 
 @pytest.mark.system
-def test_tcp_client_reads_frames_and_reports_disconnect(rng):
+def test_tcp_client_reads_frames_and_reports_disconnect(rng, spawn):
     import socket
     packed = pack_frames(_random_frames(rng, 100))
     server = socket.create_server(("127.0.0.1", 0))
@@ -241,11 +247,12 @@ def test_tcp_client_reads_frames_and_reports_disconnect(rng):
                 time.sleep(0.001)
         server.close()
 
-    threading.Thread(target=serve, daemon=True).start()
+    server_thread = spawn(serve)
     d = open_driver(f"tcp://127.0.0.1:{port}", _raw_opts())
     ring = Ring(d.info.frame_bytes, 1000)
     got, firsts, dropped = consume(d, ring)
     d.close()
+    server_thread.result(TIMEOUT_S)
     np.testing.assert_array_equal(got, packed)
     assert_contiguous(firsts)
     assert "end of stream after 100 frames" in d.end_reason
