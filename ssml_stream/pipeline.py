@@ -65,6 +65,7 @@ class PipelineConfig:
     save_path: str | None = None
     record_path: str | None = None
     publish: list[str] = field(default_factory=list)
+    curve_keys: str | None = None        # CURVE key folder (ssml_stream.keys): encrypt, authorised viewers only
     fmt: str = "u1"
     gamma: float = 1.0
     rate_norm: float = 0.6
@@ -263,7 +264,11 @@ class Pipeline:
         self._t_start = 0.0
         self._finished = threading.Event()
         try:
-            # the model first: a bad --model fails before a simulator spends seconds pre-rendering
+            # bind first: a taken port or bad key fails at once; then the model, before a simulator
+            # spends seconds pre-rendering
+            self.publisher = _open_publisher(c)
+            if self.publisher is not None:
+                self._closers.append(self.publisher.close)
             if reconstructor is None:
                 from .runtime import load_model
                 reconstructor = load_model(c.model, c.compute, precision=c.precision, threads=c.threads)
@@ -295,9 +300,6 @@ class Pipeline:
             self.saver = NpzSaver(c.save_path, self.height, self.width) if c.save_path else None
             if self.saver:
                 self._closers.append(self.saver.close)
-            self.publisher = _open_publisher(c)
-            if self.publisher is not None:
-                self._closers.append(self.publisher.close)
         except BaseException:
             self.close()
             raise
@@ -547,7 +549,7 @@ def _open_publisher(c: PipelineConfig):
         raise ConfigError(f"publishing needs ssml_stream.publish, which is not available ({e}); "
                           "run without --publish") from None
     try:
-        return Publisher(list(c.publish), fmt=c.fmt, rate_norm=c.rate_norm, gamma=c.gamma)
+        return Publisher(list(c.publish), fmt=c.fmt, rate_norm=c.rate_norm, gamma=c.gamma, curve_keys=c.curve_keys)
     except SsmlError:
         raise
     except Exception as e:  # zmq.ZMQError: address in use, bad endpoint

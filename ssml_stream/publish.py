@@ -11,26 +11,39 @@ copy=False. ZeroMQ keeps a reference until the bytes are on the wire; the publis
 a buffer after handing it over, so nothing can change under ZeroMQ (the caller's `rate` array is not
 sent as is, because the caller may reuse it for the next frame).
 
+Network safety (docs/reliability.md): endpoints are checked before anything is bound (tcp ports
+0..65535, `*` or 0 = any free port; ipc paths that exist must be sockets nobody listens on, so a regular
+file is never replaced); with `curve_keys` (see `ssml_stream.keys`) every connection is encrypted and only
+viewers whose public key is authorised receive anything; without it, a tcp endpoint that other hosts can
+reach gets a one-line warning.
+
 A Publisher is used from one thread (ZeroMQ sockets are not thread-safe).
 """
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
 import socket
+import stat
+import sys
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import zmq
+from zmq.auth.thread import ThreadAuthenticator
 
 from . import schema
 from .display import DEFAULT_RATE_NORM, DisplayScale, rate_to_u1
 from .errors import SsmlError
+from .keys import ServerKeys, load_server_keys
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
 DEFAULT_SNDHWM = 4   # messages queued per subscriber before ZeroMQ drops for that subscriber
 FORMATS = tuple(schema.DTYPES)
+ZAP_DOMAIN = "ssml-stream"
+ENDPOINT_HELP = "use tcp://HOST:PORT (PORT 1..65535, or * for any free port) or ipc:///PATH"
 
 
 class PublishError(SsmlError):
@@ -39,7 +52,11 @@ class PublishError(SsmlError):
 
 class Publisher:
     def __init__(self, endpoints: Sequence[str] | str | None = None, fmt: str = "u1",
-                 rate_norm: float = DEFAULT_RATE_NORM, gamma: float = 1.0, hwm: int = DEFAULT_SNDHWM):
+                 rate_norm: float = DEFAULT_RATE_NORM, gamma: float = 1.0, hwm: int = DEFAULT_SNDHWM,
+                 curve_keys: str | os.PathLike | None = None, log: Callable[[str], None] | None = None):
+        """Bind every endpoint now (errors are one-line PublishError/CurveKeyError). `curve_keys`: a key
+        folder (`ssml_stream.keys`) to encrypt and admit only authorised viewers. `log` receives the
+        warning about unencrypted endpoints other hosts can reach (default: stderr)."""
         if fmt not in FORMATS:
             raise PublishError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
         if not isinstance(hwm, int) or hwm < 1:
@@ -47,47 +64,71 @@ class Publisher:
         if isinstance(endpoints, str):
             endpoints = [endpoints]
         endpoints = list(endpoints or [DEFAULT_ENDPOINT])
+        for endpoint in endpoints:
+            check_endpoint(endpoint)
+        keys = load_server_keys(curve_keys) if curve_keys is not None else None
         self.fmt = fmt
         try:
             self.scale = DisplayScale(rate_norm=rate_norm, gamma=gamma)
         except SsmlError as e:
             raise PublishError(str(e)) from None
+        self.encrypted = keys is not None
         self.sent_frames = 0
         self.sent_stats = 0
         self.refused = 0     # sends ZeroMQ did not accept (counted, never waited for)
-        self._ipc_paths: list[str] = []  # socket files this publisher created (removed at close)
+        self._ipc_files: list[tuple[str, tuple[int, int] | None]] = []  # socket files bound here (removed at close)
         self._ctx = zmq.Context()
+        self._auth: ThreadAuthenticator | None = None
         self._sock = self._ctx.socket(zmq.PUB)
         self._sock.setsockopt(zmq.SNDHWM, hwm)
         self._sock.setsockopt(zmq.LINGER, 0)
         self.endpoints: list[str] = []   # as bound (a `*` port resolved to the real one)
         try:
+            if keys is not None:
+                self._enable_curve(keys)
             for endpoint in endpoints:
                 self.endpoints.append(self._bind(endpoint))
         except BaseException:
             self.close()
             raise
+        exposed = [e for e in self.endpoints if not is_loopback(e)]
+        if exposed and not self.encrypted:
+            (log or _to_stderr)(f"warning: publishing unencrypted on {', '.join(exposed)}, which other hosts can "
+                                "reach: anyone there can watch (CURVE keys encrypt and admit only authorised viewers)")
+
+    def _enable_curve(self, keys: ServerKeys) -> None:
+        self._auth = ThreadAuthenticator(self._ctx)
+        self._auth.start()
+        self._auth.configure_curve(domain=ZAP_DOMAIN, location=keys.clients_dir)
+        self._sock.curve_secretkey = keys.secret
+        self._sock.curve_publickey = keys.public
+        self._sock.curve_server = True
+        self._sock.zap_domain = ZAP_DOMAIN.encode()
+        # Fail closed: without a running authenticator ZeroMQ would admit any client; this makes it admit none.
+        self._sock.setsockopt(zmq.ZAP_ENFORCE_DOMAIN, 1)
 
     def _bind(self, endpoint: str) -> str:
-        if not isinstance(endpoint, str) or "://" not in endpoint:
-            raise PublishError(f"malformed endpoint {endpoint!r}; use tcp://HOST:PORT or ipc:///PATH")
-        if endpoint.startswith("ipc://") and _ipc_in_use(endpoint[len("ipc://"):]):
-            raise PublishError(f"endpoint {endpoint} is already in use by another publisher; "
-                               "stop it or pick another path")
+        ipc_path = endpoint[len("ipc://"):] if endpoint.startswith("ipc://") else None
+        if ipc_path is not None and ipc_path.startswith("@"):
+            ipc_path = None    # Linux abstract name: no file
+        if ipc_path is not None:
+            _check_ipc_path(endpoint, ipc_path)
         try:
             self._sock.bind(endpoint)
         except zmq.ZMQError as e:
             if e.errno == errno.EADDRINUSE:
                 raise PublishError(f"endpoint {endpoint} is already in use (another ssml-stream?); "
-                                   "stop it or pick another port with --publish") from None
+                                   "stop it or pick another endpoint") from None
             if e.errno == errno.ENOENT:
                 raise PublishError(f"cannot bind {endpoint}: its directory does not exist") from None
             if e.errno == errno.EADDRNOTAVAIL:
                 raise PublishError(f"cannot bind {endpoint}: no such local address") from None
-            raise PublishError(f"cannot bind {endpoint!r} ({zmq.strerror(e.errno)}); "
-                               "use tcp://HOST:PORT, tcp://HOST:* or ipc:///PATH") from None
-        if endpoint.startswith("ipc://") and not endpoint.startswith("ipc://@"):
-            self._ipc_paths.append(endpoint[len("ipc://"):])
+            if e.errno == errno.EACCES:
+                raise PublishError(f"cannot bind {endpoint}: permission denied (ports below 1024 need "
+                                   "privileges; an ipc path needs a writable folder)") from None
+            raise PublishError(f"cannot bind {endpoint!r} ({zmq.strerror(e.errno)}); {ENDPOINT_HELP}") from None
+        if ipc_path is not None:
+            self._ipc_files.append((ipc_path, _socket_identity(ipc_path)))
         return self._sock.getsockopt_string(zmq.LAST_ENDPOINT)
 
     def send_frame(self, rate: np.ndarray, *, seq: int, center: int, first: int, last: int,
@@ -127,13 +168,19 @@ class Publisher:
     def close(self) -> None:
         if not self._sock.closed:
             self._sock.close(linger=0)
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
         if not self._ctx.closed:
             self._ctx.term()
-        while self._ipc_paths:            # ZeroMQ leaves ipc socket files behind
-            try:
-                os.unlink(self._ipc_paths.pop())
-            except OSError:
-                pass
+        while self._ipc_files:            # ZeroMQ leaves ipc socket files behind
+            path, identity = self._ipc_files.pop()
+            # only the socket bound here: not whatever another program may have put at that path since
+            if identity is not None and _socket_identity(path) == identity:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
 
     def __enter__(self) -> "Publisher":
         return self
@@ -142,16 +189,65 @@ class Publisher:
         self.close()
 
 
+def check_endpoint(endpoint: str) -> None:
+    """Refuse an endpoint before anything is bound: only tcp and ipc, and a tcp port in 0..65535
+    (ZeroMQ silently wraps larger ones); `*` or 0 asks for any free port."""
+    scheme, sep, rest = endpoint.partition("://") if isinstance(endpoint, str) else ("", "", "")
+    if sep and rest and scheme == "ipc":
+        return
+    if not (sep and scheme == "tcp"):
+        raise PublishError(f"malformed endpoint {endpoint!r}; {ENDPOINT_HELP}")
+    host, colon, port = rest.rpartition(":")
+    if not (colon and host) or port.endswith("]"):
+        raise PublishError(f"endpoint {endpoint!r} needs a host and a port; {ENDPOINT_HELP}")
+    if port != "*" and not (port.isascii() and port.isdigit() and int(port) <= 65535):
+        raise PublishError(f"port {port!r} of {endpoint} is out of range; {ENDPOINT_HELP}")
+
+
+def is_loopback(endpoint: str) -> bool:
+    """Whether only this machine can connect: ipc, or tcp bound to a loopback address (give the endpoint
+    as bound, LAST_ENDPOINT, whose host is numeric; a name or `*` counts as reachable from elsewhere)."""
+    if not endpoint.startswith("tcp://"):
+        return True
+    host = endpoint[len("tcp://"):].rpartition(":")[0].strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def _socket_identity(path: str) -> tuple[int, int] | None:
+    """(device, inode) of the Unix socket at path; None when there is none."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISSOCK(st.st_mode) else None
+
+
+def _check_ipc_path(endpoint: str, path: str) -> None:
+    """ZeroMQ unlinks whatever is at an ipc path before it binds: allow that only for a stale socket."""
+    if not os.path.lexists(path):
+        return
+    if _socket_identity(path) is None:
+        raise PublishError(f"cannot bind {endpoint}: {path} exists and is not a socket; not replacing it")
+    if _ipc_in_use(path):
+        raise PublishError(f"endpoint {endpoint} is already in use by another publisher; "
+                           "stop it or pick another path")
+
+
 def _ipc_in_use(path: str) -> bool:
     """ZeroMQ silently takes over an ipc:// path that another process listens on; check first."""
-    if not path or path.startswith("@") or not os.path.exists(path):
-        return False
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         probe.settimeout(0.2)
         probe.connect(path)
         return True
     except OSError:
-        return False   # stale file left by a crashed publisher: binding replaces it
+        return False   # stale socket left by a crashed publisher: binding replaces it
     finally:
         probe.close()

@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--publish", action="append", metavar="ENDPOINT",
                      help=f"ZeroMQ PUB endpoint, repeatable (default {DEFAULT_ENDPOINT})")
     out.add_argument("--no-publish", action="store_true", help="do not open a publisher")
+    out.add_argument("--curve-keys", metavar="DIR",
+                     help="encrypt with ZeroMQ CURVE, admit only viewers authorised in DIR (create with ssml-keys)")
     out.add_argument("--format", choices=FORMATS, default="u1",
                      help="u1 = display-ready 8-bit, f4/f2 = firing rate (default u1)")
     out.add_argument("--gamma", type=positive_float, default=1.0, help="gamma for u1 frames (default 1)")
@@ -83,21 +85,22 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     """The one place command-line arguments become a PipelineConfig."""
     if args.window % 2 == 0:
         raise ConfigError(f"--window must be odd (a window has a centre frame), got {args.window}")
-    if args.no_publish and (args.publish or args.view):
-        raise ConfigError("--no-publish cannot be combined with --publish or --view")
+    if args.no_publish and (args.publish or args.view or args.curve_keys):
+        raise ConfigError("--no-publish cannot be combined with --publish, --view or --curve-keys")
     publish = [] if args.no_publish else (args.publish or [DEFAULT_ENDPOINT])
     return PipelineConfig(
         device=args.device, model=args.model, window_frames=args.window, stride_frames=args.stride,
         fps=args.fps, duration_s=args.duration, speed=args.speed, loop=args.loop, save_path=args.save,
         record_path=args.record, publish=publish, fmt=args.format, gamma=args.gamma, rate_norm=args.rate_norm,
+        curve_keys=args.curve_keys,
         compute=args.compute, precision=args.precision, threads=args.threads, height=args.height,
         width=args.width, stored_width=args.stored_width, allow_truncated=args.allow_truncated,
         rate_hz=args.rate, seed=args.seed, status_interval_s=None if args.quiet else 1.0).validate()
 
 
-def start_viewer(endpoint: str) -> subprocess.Popen:
-    """`ssml-view` on the pipeline's endpoint, as a child process (its own GIL and event loop)."""
-    return subprocess.Popen([sys.executable, "-m", "ssml_stream.viewer", "--connect", endpoint])
+def start_viewer(endpoint: str, *viewer_args: str) -> subprocess.Popen:
+    """`ssml-view` on the pipeline's endpoint (plus viewer_args), as a child process (its own GIL and event loop)."""
+    return subprocess.Popen([sys.executable, "-m", "ssml_stream.viewer", "--connect", endpoint, *viewer_args])
 
 
 class StopOnSignal:
@@ -138,10 +141,14 @@ def main(argv=None) -> int:
     with StopOnSignal() as stopper:
         pipeline = Pipeline(config)
         stopper.attach(pipeline)
+        if pipeline.publisher is not None:
+            encrypted = " (CURVE)" if pipeline.publisher.encrypted else ""
+            print(f"{PROG}: publishing on {' '.join(pipeline.publisher.endpoints)}{encrypted}", flush=True)
         viewer = None
         try:
             if args.view and not stopper.signals:
-                viewer = start_viewer(config.publish[0])
+                keys = ["--curve-keys", config.curve_keys] if config.curve_keys else []
+                viewer = start_viewer(pipeline.publisher.endpoints[0], *keys)
                 # closing the viewer window (q / Esc) ends the run as well
                 threading.Thread(target=lambda: (viewer.wait(), pipeline.stop()), daemon=True).start()
             pipeline.run()

