@@ -1,8 +1,8 @@
-import threading
-
 import numpy as np
 
 from ssml_stream.ring import Ring
+
+TIMEOUT_S = 60.0
 
 
 def frames_with_ids(start, k, nbytes=16):
@@ -19,6 +19,25 @@ def check_frames(buf, first, count):
     assert (buf[:count, 8:] == (ids % 251)[:, None]).all()
 
 
+def read_all(ring, cur, batch):
+    """Consumer thread body: read and check every frame until the ring is closed and drained; returns the
+    frame count. The cursor is closed on the way out, so a failed check cannot block a lossless producer."""
+    buf = np.zeros((batch, ring.frame_bytes), np.uint8)
+    seen = 0
+    try:
+        while True:
+            first, count = cur.read(buf)
+            if count == 0:
+                if ring.closed and cur.available == 0:
+                    return seen
+                cur.wait(1, 0.01)
+                continue
+            check_frames(buf, first, count)
+            seen += count
+    finally:
+        cur.close()
+
+
 def test_overrun_counts_exact_drops():
     ring = Ring(16, capacity=100)
     cur = ring.cursor()
@@ -30,62 +49,31 @@ def test_overrun_counts_exact_drops():
     check_frames(buf, first, count)
 
 
-def test_concurrent_live_producer_no_torn_frames():
+def test_concurrent_live_producer_no_torn_frames(spawn):
     ring = Ring(16, capacity=64)
     total = 200_000
     cursors = [ring.cursor() for _ in range(2)]
-    seen = [0, 0]
-
-    def consume(i):
-        buf = np.zeros((7 + 13 * i, 16), np.uint8)
-        cur = cursors[i]
-        while True:
-            first, count = cur.read(buf)
-            if count == 0:
-                if ring.closed and cur.available == 0:
-                    return
-                cur.wait(1, 0.01)
-                continue
-            check_frames(buf, first, count)
-            seen[i] += count
-
-    threads = [threading.Thread(target=consume, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for s in range(0, total, 5):
-        ring.write(*frames_with_ids(s, 5))
-    ring.close()
-    for t in threads:
-        t.join(10)
-    for i in range(2):
-        assert seen[i] + cursors[i].dropped == total  # every frame either delivered or counted
+    threads = [spawn(read_all, ring, cur, 7 + 13 * i) for i, cur in enumerate(cursors)]
+    try:
+        for s in range(0, total, 5):
+            ring.write(*frames_with_ids(s, 5))
+    finally:
+        ring.close()
+    for t, cur in zip(threads, cursors):
+        assert t.result(TIMEOUT_S) + cur.dropped == total  # every frame either delivered or counted
 
 
-def test_lossless_blocks_producer_and_loses_nothing():
+def test_lossless_blocks_producer_and_loses_nothing(spawn):
     ring = Ring(16, capacity=32, lossless=True)
     cur = ring.cursor()
     total = 20_000
-    got = []
-
-    def consume():
-        buf = np.zeros((9, 16), np.uint8)
-        while True:
-            first, count = cur.read(buf)
-            if count == 0:
-                if ring.closed and cur.available == 0:
-                    return
-                cur.wait(1, 0.01)
-                continue
-            check_frames(buf, first, count)
-            got.append(count)
-
-    t = threading.Thread(target=consume)
-    t.start()
-    for s in range(0, total, 50):
-        ring.write(*frames_with_ids(s, 50))
-    ring.close()
-    t.join(10)
-    assert sum(got) == total and cur.dropped == 0
+    consumer = spawn(read_all, ring, cur, 9)
+    try:
+        for s in range(0, total, 50):
+            ring.write(*frames_with_ids(s, 50))
+    finally:
+        ring.close()
+    assert consumer.result(TIMEOUT_S) == total and cur.dropped == 0
 
 
 def test_read_latest_skips_to_newest_window():
