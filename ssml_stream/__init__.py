@@ -3,7 +3,7 @@
 The notebook API::
 
     import ssml_stream as ss
-    spikes = ss.read_dat("rec.dat")            # len(), [i], .window(center, n)
+    spikes = ss.read_spikes("rec.dat")         # or .npy/.npz arrays; len(), [i], .window(center, n)
     rate = ss.tfp(spikes.window(150, 41))      # numpy in, numpy out (firing rate, spikes/frame)
     model = ss.load_model("ssml")              # shipped weights or a path; callable on windows
     for out in ss.stream("sim", model="ssml", fps=30, duration=5):
@@ -14,7 +14,8 @@ from importlib import import_module
 __version__ = "0.1.0"
 
 from .errors import ConfigError, DriverError, ModelError, SpikeFormatError, SsmlError  # noqa: E402
-from .formats import DatWriter, SpikeFile, pack_frames, read_dat, write_dat  # noqa: E402
+from .formats import (DatWriter, SpikeFile, open_writer, pack_frames, read_dat, read_spikes,  # noqa: E402
+                      write_dat)
 from .features import psnr, tfi, tfi_all, tfp, tfp_all  # noqa: E402
 from .unpack import SlidingWindows  # noqa: E402  (the module name `unpack` stays the module)
 
@@ -33,5 +34,5 @@ def __getattr__(name):
 
 
 __all__ = ["ConfigError", "DriverError", "ModelError", "SpikeFormatError", "SsmlError", "DatWriter",
-           "SpikeFile", "pack_frames", "read_dat", "write_dat", "psnr", "tfi", "tfi_all", "tfp",
-           "tfp_all", "SlidingWindows", *_LAZY]
+           "SpikeFile", "open_writer", "pack_frames", "read_dat", "read_spikes", "write_dat", "psnr", "tfi",
+           "tfi_all", "tfp", "tfp_all", "SlidingWindows", *_LAZY]

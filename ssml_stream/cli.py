@@ -1,4 +1,5 @@
-"""`ssml-sim`, `ssml-record`, `ssml-info`: simulate, record and inspect `.dat` spike files (docs/formats.md)."""
+"""`ssml-sim`, `ssml-record`, `ssml-info`: simulate, record and inspect spike files: `.dat`, and `.npy`/`.npz`
+arrays (docs/formats.md)."""
 from __future__ import annotations
 
 import argparse
@@ -12,7 +13,8 @@ import numpy as np
 from .cli_common import (OneLineParser, cli_entry, nonneg_float, nonneg_int, positive_float, positive_int,
                          speed)
 from .errors import ConfigError
-from .formats import DEFAULT_RATE_HZ, DatWriter, FrameGeometry, read_dat
+from .arrays import SpikeArray
+from .formats import DEFAULT_RATE_HZ, DatWriter, FrameGeometry, open_writer, read_spikes, stored_width_for
 
 
 def _int_list(text: str) -> list[int]:
@@ -132,15 +134,18 @@ RECORD_EXAMPLES = """  ssml-record tcp://192.168.1.20:7000 capture.dat --seconds
   ssml-record fifo:/tmp/camera.fifo capture.dat          # until the writer closes, or Ctrl-C
   camera-sdk-dump | ssml-record - capture.dat
   ssml-record sim:spin spin.dat --seconds 2               # simulated camera, lossless
-  ssml-record file:rec.dat copy.dat --frames 1000         # lossless copy of the first 1000 frames"""
+  ssml-record file:rec.dat copy.dat --frames 1000         # lossless copy of the first 1000 frames
+  ssml-record spikes.npz spikes.npy                       # array (any frame size) -> .npy, N x H x W uint8
+  ssml-record rec.dat rec.npy                             # .dat -> .npy"""
 
 
 def _record_parser() -> OneLineParser:
-    p = _parser("ssml-record", "Record a spike source to a .dat file; reports frames written and dropped. "
-                               "Ctrl-C stops, flushes and exits 0.", RECORD_EXAMPLES)
-    p.add_argument("device", metavar="URI", help="sim[:SCENE], file:PATH.dat, PATH.dat, /dev/NODE, fifo:PATH, "
-                                                 "tcp://HOST:PORT or - (stdin)")
-    p.add_argument("out", metavar="OUT.dat")
+    p = _parser("ssml-record", "Record a spike source to a .dat file (packed) or a .npy file (N x H x W uint8, "
+                               "any frame size); reports frames written and dropped. Ctrl-C stops, flushes and "
+                               "exits 0.", RECORD_EXAMPLES)
+    p.add_argument("device", metavar="URI", help="sim[:SCENE], file:PATH, PATH.dat, PATH.npy, PATH.npz, /dev/NODE, "
+                                                 "fifo:PATH, tcp://HOST:PORT or - (stdin)")
+    p.add_argument("out", metavar="OUT.dat|OUT.npy", help="a .npy name writes an array, any other a .dat file")
     n = p.add_mutually_exclusive_group()
     n.add_argument("--seconds", type=positive_float, help="stop after this much stream time")
     n.add_argument("--frames", type=positive_int, help="stop after this many frames")
@@ -167,7 +172,7 @@ def record_main(argv=None) -> int:
         raise ConfigError("--loop needs --seconds or --frames, or the recording never ends")
     driver = open_driver(args.device, opts)
     info = driver.info
-    stored_width = info.frame_bytes * 8 // info.height
+    stored_width = stored_width_for(info.height, info.width, info.frame_bytes)
     ring = Ring(info.frame_bytes, capacity=args.ring_frames if info.live else 4096, lossless=not info.live)
     cursor = ring.cursor()
     stop = threading.Event()
@@ -185,7 +190,7 @@ def record_main(argv=None) -> int:
     buf = np.empty((1024, info.frame_bytes), np.uint8)
     interrupted = False
     t0 = time.perf_counter()
-    with DatWriter(args.out, info.height, stored_width) as writer:
+    with open_writer(args.out, info.height, info.width, stored_width) as writer:
         producer.start()
         try:
             while True:
@@ -222,44 +227,51 @@ def record_main(argv=None) -> int:
 # ------------------------------------------------------------------------------------------------ ssml-info
 
 INFO_EXAMPLES = """  ssml-info rec.dat
+  ssml-info spikes.npy                                   # arrays carry their own frame size
   ssml-info capture.dat --height 250 --width 400 --stored-width 416
   ssml-info big.dat --height 1000 --width 1000 --rate 20000"""
 
 
 @cli_entry("ssml-info")
 def info_main(argv=None) -> int:
-    p = _parser("ssml-info", "Frames, duration, mean firing rate and size of a .dat spike file.", INFO_EXAMPLES)
-    p.add_argument("path", metavar="FILE.dat")
+    p = _parser("ssml-info", "Frames, duration, mean firing rate and size of a .dat spike file or a .npy/.npz "
+                             "spike array (which carries its own size: --height/--width/--stored-width apply to "
+                             ".dat files).", INFO_EXAMPLES)
+    p.add_argument("path", metavar="FILE.dat|FILE.npy|FILE.npz")
     _add_geometry(p)
     p.add_argument("--allow-truncated", action="store_true", help="ignore a partial last frame")
     p.add_argument("--rate-gain", type=positive_float, default=0.6,
                    help="firing rate at intensity 1, for the mean intensity line (default 0.6)")
     args = p.parse_args(argv)
-    spikes = read_dat(args.path, args.height, args.width, stored_width=args.stored_width,
-                      allow_truncated=args.allow_truncated)
+    spikes = read_spikes(args.path, args.height, args.width, stored_width=args.stored_width,
+                         allow_truncated=args.allow_truncated)
     with spikes:
         n = len(spikes)
         g: FrameGeometry = spikes.geometry
         total = _count_spikes(spikes)
         rate = total / (n * g.height * g.width)
         size = os.path.getsize(spikes.path)
+        if isinstance(spikes, SpikeArray):
+            layout, ignored = f", {spikes.frames.dtype} array ({spikes.source})", ""
+        else:
+            layout = ((f" (stored {g.stored_width} wide)" if g.stored_width != g.width else "")
+                      + f", {g.frame_bytes} bytes each")
+            ignored = f", {spikes.truncated_bytes} trailing bytes ignored" if spikes.truncated_bytes else ""
         lines = [
             f"file            {spikes.path}",
-            f"frames          {n} of {g.height}x{g.width}"
-            + (f" (stored {g.stored_width} wide)" if g.stored_width != g.width else "")
-            + f", {g.frame_bytes} bytes each",
+            f"frames          {n} of {g.height}x{g.width}{layout}",
             f"duration        {n / args.rate:.6g} s at {args.rate:g} Hz",
             f"mean firing     {rate:.4f} spikes per pixel per frame (intensity ~ {rate / args.rate_gain:.3f} "
             f"at rate gain {args.rate_gain:g})",
-            f"size            {size:,} bytes ({size / 2**20:.1f} MiB)"
-            + (f", {spikes.truncated_bytes} trailing bytes ignored" if spikes.truncated_bytes else ""),
+            f"size            {size:,} bytes ({size / 2**20:.1f} MiB){ignored}",
         ]
     print("\n".join(lines))
     return 0
 
 
 def _count_spikes(spikes, chunk: int = 4096) -> int:
-    """Spikes in the file's visible columns (extra stored columns are not counted)."""
+    """Spikes in the file's visible columns (extra stored columns are not counted); reading an array
+    this way also checks all its values."""
     g = spikes.geometry
     total = 0
     if g.stored_width == g.width:
