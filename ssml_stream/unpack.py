@@ -82,7 +82,7 @@ def unpack_into(packed: np.ndarray, out: np.ndarray, stored_width: int = 0, para
     """
     n, h, w = out.shape
     stored_w = stored_width or w
-    if packed.shape[0] != n or packed.shape[1] * 8 != h * stored_w:
+    if packed.shape[0] != n or packed.shape[1] != -(-h * stored_w // 8):  # frames padded to whole bytes
         raise ValueError(f"packed {packed.shape} does not hold {n} frames of {h}x{stored_w}")
     if out.dtype != np.uint8 or not out.flags.c_contiguous:
         raise ValueError("out must be a C-contiguous uint8 array")
