@@ -24,6 +24,7 @@ from .sim import SimNoise, Simulator
 
 CAMERA_HZ = 40000.0
 TEXTURES = ("leaves", "pink")
+EVAL_SEED_LIMIT = 1 << 20  # evaluation clips use seeds below this; training clips never do
 
 
 # ------------------------------------------------------------------------------------------- textures
@@ -220,8 +221,11 @@ def random_spec(rng: np.random.Generator, textures=TEXTURES, height: int = 128, 
     still = rng.random() < 0.15
     spin = not still and rng.random() < 0.2
     faulty = rng.random() < 0.5
+    seed = int(rng.integers(1 << 30))
+    while seed < EVAL_SEED_LIMIT:  # (a redraw, not a narrower range: earlier runs' clips stay the same)
+        seed = int(rng.integers(1 << 30))
     return ClipSpec(
-        texture=str(rng.choice(textures)), seed=int(rng.integers(1 << 30)),
+        texture=str(rng.choice(textures)), seed=seed,
         speed=0.0 if still or spin else float(np.exp(rng.uniform(math.log(0.02), math.log(1.2)))),
         direction_deg=float(rng.uniform(0, 360)),
         rpm=float(rng.uniform(500, 8000)) if spin else 0.0,

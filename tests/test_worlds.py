@@ -53,6 +53,24 @@ def test_random_specs_cover_motion_light_and_faults():
     assert any(s.hot_fraction for s in specs) and any(s.dark_rate for s in specs)
 
 
+def test_training_clips_never_use_evaluation_seeds():
+    from ssml_stream.drivers.worlds import EVAL_SEED_LIMIT
+    from ssml_stream.train.sweep import sweep_seeds
+
+    class LowFirst:  # a generator whose first seed draws land in the evaluation range
+        def __init__(self):
+            self.rng, self.low = np.random.default_rng(0), [5, 1000]
+
+        def integers(self, *a, **k):
+            return self.low.pop(0) if self.low and a == (1 << 30,) else self.rng.integers(*a, **k)
+
+        def __getattr__(self, name):
+            return getattr(self.rng, name)
+
+    assert random_spec(LowFirst()).seed >= EVAL_SEED_LIMIT
+    assert max(sweep_seeds()) < EVAL_SEED_LIMIT
+
+
 def test_adaptive_label_is_unbiased_where_tfi_is_not():
     # a static pixel firing every 40 frames: TFI falls back to 1/24; the adaptive label counts spikes
     x = torch.zeros(1, 41, 1, 1)

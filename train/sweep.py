@@ -1,7 +1,7 @@
 """`ssml-eval --suite sweep`: quality where users are, not where we trained.
 
-Every setting is simulated at sensor size (250 x 400) from `drivers.worlds` at fixed seeds below 2^20
-that training never draws (`train/results/sweep-seeds.txt` lists the check), on two textures: a
+Every setting is simulated at sensor size (250 x 400) from `drivers.worlds` at fixed seeds below
+`EVAL_SEED_LIMIT`, which training clips never use (`random_spec` redraws them), on two textures: a
 dead-leaves texture and a natural photograph (the REDS test frame, never a training texture; 1/f noise
 when it is not available). Groups:
 
@@ -65,7 +65,11 @@ def settings() -> list[Setting]:
 
 def sweep_seeds() -> list[int]:
     """The seeds of every simulated sweep clip (two textures per setting)."""
-    return [1000 + 2 * i + k for i in range(len(settings())) for k in (0, 1)]
+    from ..drivers.worlds import EVAL_SEED_LIMIT
+
+    seeds = [1000 + 2 * i + k for i in range(len(settings())) for k in (0, 1)]
+    assert max(seeds) < EVAL_SEED_LIMIT
+    return seeds
 
 
 def natural_texture(data_dirs) -> str:
