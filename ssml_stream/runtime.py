@@ -4,6 +4,10 @@
     rate = rec(window)                        # n x H x W uint8 spikes -> H x W float32 firing rate
     rec(window, out=buf)                      # writes into a preallocated H x W float32 array
 
+Loading: a model file is recognised by its content and passes `ssml_stream.model_files` (nothing in it
+runs) before torch reads it; every torch model then runs one forward on a small window (`probe`), so a
+wrong or damaged model is one ModelError at load time, not a failure mid-stream.
+
 Runtime choices:
 - every forward runs under `torch.inference_mode`; `warm_up(h, w)` runs a few forwards on the real
   frame size first (kernel selection, allocator, tracing) so timed frames are steady-state;
@@ -22,7 +26,6 @@ from __future__ import annotations
 
 import os
 import warnings
-import zipfile
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 
@@ -30,11 +33,13 @@ import numpy as np
 
 from .errors import ModelError
 from .features import tfi, tfp
+from .model_files import first_line
 
 CLASSICAL = ("tfp", "tfi")
 SHIPPED = ("ssml", "ssml-full")
 NETWORK_WINDOW_FRAMES = 41  # every SSML network takes 41-frame windows (docs/models.md#networks)
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
+PROBE_SIZE = 32  # load-time probe window: 41 x 32 x 32 (deep U-Nets need a few halvings)
 
 
 @dataclass
@@ -158,6 +163,28 @@ class TorchReconstructor(Reconstructor):
         self._input = None            # preallocated 1 x n x H x W input on the compute device
         self._staging = None          # pinned uint8 host buffer (CUDA)
 
+    def probe(self) -> None:
+        """One forward on a small window at load time, so a model built for other inputs (frames,
+        channels, output shape) or with broken weights fails here in one line, not mid-stream."""
+        torch = self.torch
+        shape = _probe_shape(self.module, self.window_frames)
+        x = torch.zeros(shape, dtype=self.dtype, device=self.device).contiguous(memory_format=self.memory_format)
+        x[:, shape[1] // 2::3] = 1
+        window = " x ".join(map(str, shape))
+        try:
+            with quiet_torch(), torch.inference_mode():
+                y = self.module(x)
+        except Exception as e:  # noqa: BLE001 - whatever the foreign module raises, report it in one line
+            raise ModelError(f"model {self.name} does not run on a {window} spike window: "
+                             f"{type(e).__name__}: {first_line(e)}") from None
+        want = (shape[0], 1, *shape[2:])
+        if not isinstance(y, torch.Tensor) or tuple(y.shape) != want:
+            got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+            raise ModelError(f"model {self.name} returned {got} for a {window} spike window, expected "
+                             f"{' x '.join(map(str, want))} (one firing-rate image)")
+        if not bool(torch.isfinite(y).all()):
+            raise ModelError(f"model {self.name} returned NaN/inf on a test window (damaged weights?)")
+
     def describe(self) -> str:
         prec = "bf16-autocast" if self.autocast_bf16 else str(self.dtype).replace("torch.", "")
         threads = f", {self.torch.get_num_threads()} threads" if self.device == "cpu" else ""
@@ -213,6 +240,19 @@ class TorchReconstructor(Reconstructor):
         return out
 
 
+def _probe_shape(module, frames: int) -> tuple[int, int, int, int]:
+    """1 x frames x PROBE x PROBE, except that a torch.export program exported for a fixed size is
+    probed at that size (its graph's input placeholder says)."""
+    from torch.fx import GraphModule
+
+    size = [1, frames, PROBE_SIZE, PROBE_SIZE]
+    placeholders = [n for n in module.graph.nodes if n.op == "placeholder"] if isinstance(module, GraphModule) else []
+    example = placeholders[-1].meta.get("val") if placeholders else None
+    if getattr(example, "ndim", None) == 4:
+        size[2:] = [d if isinstance(d, int) else PROBE_SIZE for d in example.shape[2:]]
+    return tuple(size)
+
+
 def _resolve_device(compute: str) -> str:
     import torch
     if compute not in ("auto", "cpu", "cuda"):
@@ -237,40 +277,22 @@ def _resolve_dtype(precision: str, device: str):
     return torch.float32  # fp32, and bf16 (autocast keeps fp32 weights)
 
 
-def _is_torchscript_archive(path: str) -> bool:
-    """TorchScript archives hold code/ and constants.pkl; torch.save files hold only data.pkl + data/."""
-    try:
-        with zipfile.ZipFile(path) as z:
-            return any(n.endswith("/constants.pkl") or "/code/" in n for n in z.namelist())
-    except zipfile.BadZipFile:
-        return False
-
-
 def _load_artifact(path: str, options: RuntimeOptions) -> TorchReconstructor:
-    import torch
+    """A model file, by what it holds (not its name); `model_files` checks it before torch reads it."""
+    from . import models
+    from .model_files import EXPORT, RECORD, load_model_file
+
     name = os.path.basename(path)
     if not os.path.isfile(path):
         raise ModelError(f"model file not found: {path} (give tfp, tfi, ssml, ssml-full or a .pt/.pt2 path)")
-    map_location = _resolve_device(options.compute)
-    try:
-        if path.endswith(".pt2"):
-            with quiet_torch():
-                module = torch.export.load(path).module()
-            # an exported program is fixed to its export-time layout/dtype: run it as given
-            opts = RuntimeOptions(**{**options.__dict__, "channels_last": False, "trace": False})
-            return TorchReconstructor(module, name, opts, scripted=True)
-        if _is_torchscript_archive(path):
-            with quiet_torch():
-                module = torch.jit.load(path, map_location=map_location)
-            return TorchReconstructor(module, name, options, scripted=True)
-    except ModelError:
-        raise
-    except Exception as e:
-        raise ModelError(f"could not load model {path}: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from e
-    # otherwise: a shipped-weights file written by models.save_weights
-    from . import models
-    model, meta = models.load_weights(path)
-    return TorchReconstructor(model, name, options, meta=meta)
+    kind, loaded = load_model_file(path, map_location=_resolve_device(options.compute))
+    if kind == RECORD:
+        model, meta = models.model_from_record(loaded, path)
+        return TorchReconstructor(model, name, options, meta=meta)
+    if kind == EXPORT:
+        # an exported program is fixed to its export-time layout/dtype: run it as given
+        options = RuntimeOptions(**{**options.__dict__, "channels_last": False, "trace": False})
+    return TorchReconstructor(loaded, name, options, scripted=True)
 
 
 def load_model(name_or_path: str, compute: str = "auto", *, precision: str = "auto",
@@ -286,7 +308,10 @@ def load_model(name_or_path: str, compute: str = "auto", *, precision: str = "au
     if name in SHIPPED:
         from . import models
         model, meta = models.load_weights(name)  # ModelError with a clear message when not shipped yet
-        return TorchReconstructor(model, name, options, meta=meta)
-    if os.sep in name or name.endswith((".pt", ".pt2", ".ts", ".pth")) or os.path.exists(name):
-        return _load_artifact(name, options)
-    raise ModelError(f"unknown model {name!r}: use tfp, tfi, ssml, ssml-full or a path to a .pt/.pt2 file")
+        rec = TorchReconstructor(model, name, options, meta=meta)
+    elif os.sep in name or name.endswith((".pt", ".pt2", ".ts", ".pth")) or os.path.exists(name):
+        rec = _load_artifact(name, options)
+    else:
+        raise ModelError(f"unknown model {name!r}: use tfp, tfi, ssml, ssml-full or a path to a .pt/.pt2 file")
+    rec.probe()
+    return rec

@@ -130,3 +130,79 @@ def test_shipped_name_loads_or_says_how_to_train(window):
     else:
         with pytest.raises(ModelError, match="ssml-train"):
             load_model("ssml")
+
+
+# ---------------------------------------------------------------- wrong or damaged models fail at load time
+
+
+class _Conv(torch.nn.Module):
+    def __init__(self, frames=41, out=1):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(frames, out, 3, padding=1)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def _torchscript(module, path, frames=41):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.trace(module.eval(), torch.zeros(1, frames, 16, 16), check_trace=False).save(str(path))
+    return path
+
+
+def _one_line_model_error(path, *fragments):
+    with pytest.raises(ModelError) as err:
+        load_model(str(path), "cpu")
+    text = str(err.value)
+    assert "\n" not in text, text
+    for fragment in fragments:
+        assert fragment in text, text
+
+
+@pytest.mark.parametrize("change, fragments", [
+    (lambda r: r["state_dict"].pop("skip.weight"), ["do not fit", "missing skip.weight"]),
+    (lambda r: r["state_dict"].update(extra=torch.zeros(1)), ["unexpected extra"]),
+    (lambda r: r["state_dict"].update({"skip.weight": torch.zeros(2, 2)}), ["skip.weight has shape [2, 2]"]),
+    (lambda r: r.update(arch="vgg"), ["arch must be one of"]),
+    (lambda r: r.update(arch=["rt"]), ["arch must be one of"]),
+    (lambda r: r.update(config=[1, 2]), ["config map"]),
+    (lambda r: r.update(config={"width": -4}), ["invalid config"]),
+    (lambda r: r.update(state_dict={"skip.weight": 3}), ["map names to tensors"]),
+    (lambda r: r.update(format="other"), ["not an ssml-stream weights file"]),
+])
+def test_malformed_weights_records(tmp_path, rt_model, change, fragments):
+    path = tmp_path / "w.pt"
+    models.save_weights(path, rt_model, "rt", {}, {})
+    record = torch.load(path, weights_only=True)
+    change(record)
+    torch.save(record, path)
+    _one_line_model_error(path, *fragments)
+
+
+def test_nan_weights_fail_the_probe(tmp_path, rt_model):
+    path = tmp_path / "nan.pt"
+    models.save_weights(path, rt_model, "rt", {}, {})
+    record = torch.load(path, weights_only=True)
+    record["state_dict"] = {k: torch.full_like(v, float("nan")) for k, v in record["state_dict"].items()}
+    torch.save(record, path)
+    _one_line_model_error(path, "NaN")
+
+
+def test_torchscript_for_other_inputs_or_outputs(tmp_path):
+    _one_line_model_error(_torchscript(_Conv(frames=21), tmp_path / "21.ts", frames=21),
+                          "does not run on a 1 x 41 x 32 x 32 spike window")
+    _one_line_model_error(_torchscript(_Conv(out=3), tmp_path / "rgb.ts"), "returned (1, 3, 32, 32)")
+
+
+def test_pt2_for_other_inputs_and_static_size(tmp_path, window):
+    def export(module, path, frames=41, h=16, w=16, dynamic=True):
+        dims = {"x": {2: torch.export.Dim.DYNAMIC, 3: torch.export.Dim.DYNAMIC}} if dynamic else None
+        program = torch.export.export(module.eval(), (torch.zeros(1, frames, h, w),), dynamic_shapes=dims)
+        torch.export.save(program, str(path))
+        return path
+
+    _one_line_model_error(export(_Conv(frames=21), tmp_path / "21.pt2", frames=21), "does not run on a")
+    _one_line_model_error(export(_Conv(out=2), tmp_path / "two.pt2"), "returned (1, 2, 32, 32)")
+    static = load_model(str(export(_Conv(), tmp_path / "static.pt2", h=H, w=W, dynamic=False)), "cpu")
+    assert static(window).shape == (H, W)          # probed at its own size, not refused

@@ -27,6 +27,7 @@ import numpy as np
 
 from ..cli_common import cli_entry
 from ..errors import ConfigError, ModelError
+from ..model_files import load_exported, load_torchscript
 from .data import WINDOW_FRAMES, DatOptions, load_dat_recording, find_dat_files
 from .metrics import psnr, rate_to_intensity, ssim
 
@@ -94,9 +95,9 @@ def load_model_fn(spec: str, threads: int = 0) -> tuple[str, Callable[[np.ndarra
     path = Path(spec)
     name = spec if not path.exists() else "/".join(path.resolve().parts[-2:])
     if path.suffix == ".pt2" and path.is_file():
-        module = torch.export.load(str(path)).module()
+        module = load_exported(path)
     elif path.suffix in (".ts", ".pt", ".pth") and path.is_file() and _is_torchscript(path):
-        module = torch.jit.load(str(path), map_location="cpu")
+        module = load_torchscript(path, map_location="cpu")
     else:
         from .export import load_nbsn
 

@@ -38,9 +38,10 @@ EXAMPLES = """examples:
 
 def load_nbsn(spec: str) -> tuple[nn.Module, str]:
     """(NBSN in eval mode, float32, CPU; arch) from a trainer checkpoint, weights file or shipped name."""
-    from .loop import is_checkpoint, load_nbsn_checkpoint, read_torch_file
+    from ..model_files import load_record
+    from .loop import is_checkpoint, load_nbsn_checkpoint
 
-    if Path(spec).is_file() and is_checkpoint(read_torch_file(spec)):
+    if Path(spec).is_file() and is_checkpoint(load_record(spec)):
         model, ckpt = load_nbsn_checkpoint(spec)
         return model.float().eval(), ckpt["nbsn_arch"]
     from ..models import load_weights

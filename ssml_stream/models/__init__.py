@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..errors import ModelError
+from ..model_files import first_line, load_record
 from .bsn import BlindSpotNet, BsnConfig
 from .nbsn import NbsnConfig, NonBlindNet
 from .rt import RealTimeNet, RtConfig
@@ -94,30 +95,52 @@ def resolve_weights(name_or_path) -> Path:
 def load_weights(name_or_path) -> tuple[nn.Module, dict]:
     """(model in eval mode, float32, on CPU; meta dict) from a weights file or shipped name."""
     path = resolve_weights(name_or_path)
-    try:
-        record = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupted or foreign file: say which, not a pickle traceback
-        raise ModelError(f"cannot read weights file {path}: {_first_line(e)}") from e
+    return model_from_record(load_record(path), path)
+
+
+def model_from_record(record, source) -> tuple[nn.Module, dict]:
+    """The network a loaded weights record describes; ModelError in one line when the record is not a
+    weights file or its tensors do not fit its arch and config exactly (names and shapes)."""
     if not isinstance(record, dict) or record.get("format") != FORMAT_TAG:
-        raise ModelError(f"{path} is not an ssml-stream weights file (expected format {FORMAT_TAG}); "
+        raise ModelError(f"{source} is not an ssml-stream weights file (expected format {FORMAT_TAG}); "
                          f"TorchScript/.pt2 exports load through ssml_stream.runtime.load_model")
-    model = build_model(record["arch"], **_config_kwargs(record["arch"], record["config"]))
-    state = {k: v.float() if v.is_floating_point() else v for k, v in record["state_dict"].items()}
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise ModelError(f"weights in {path} do not fit arch {record['arch']!r} with its config: {_first_line(e)}") from e
+    arch, config, state = record.get("arch"), record.get("config"), record.get("state_dict")
+    meta = record.get("meta") or {}
+    if not isinstance(arch, str) or arch not in ARCHS or not isinstance(config, dict) or not isinstance(meta, dict):
+        raise ModelError(f"weights file {source}: arch must be one of {', '.join(ARCHS)} with a config map "
+                         f"and a meta map, got arch {arch!r}")
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise ModelError(f"weights file {source}: state_dict must map names to tensors")
+    config = _config_kwargs(arch, config)
+    _check_state_fits(arch, config, state, source)
+    model = build_model(arch, **config)
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
     model.float().eval()
-    meta = dict(record.get("meta") or {})
-    meta.setdefault("arch", record["arch"])
+    meta = dict(meta)
+    meta.setdefault("arch", arch)
     meta.setdefault("config", record["config"])
     return model, meta
 
 
-def _first_line(error: Exception) -> str:
-    """torch's load errors span many lines; the CLI promises one."""
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+def _check_state_fits(arch: str, config: dict, state: dict, source) -> None:
+    """Compare names and shapes against the network built on the meta device (nothing allocated), so
+    a record whose config asks for a huge network is refused before anything is allocated."""
+    try:
+        with torch.device("meta"):
+            expected = build_model(arch, **config).state_dict()
+    except ModelError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a config value the network code cannot use
+        raise ModelError(f"weights file {source}: invalid config for {arch!r}: {first_line(e)}") from None
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise ModelError(f"weights in {source} do not fit arch {arch!r} with its config: missing "
+                         f"{', '.join(missing[:3]) or 'none'}; unexpected {', '.join(unexpected[:3]) or 'none'}")
+    for key, want in expected.items():
+        if state[key].shape != want.shape:
+            raise ModelError(f"weights in {source} do not fit arch {arch!r} with its config: {key} has shape "
+                             f"{list(state[key].shape)}, the network needs {list(want.shape)}")
 
 
 def _config_kwargs(arch: str, config: dict) -> dict:
@@ -128,3 +151,17 @@ def _config_kwargs(arch: str, config: dict) -> dict:
             v = tuple(v)  # JSON turned tuples into lists
         out[k] = v
     return out
+
+
+def bsn_path_for(nbsn_path) -> Path:
+    """Where the BSN trained with an NBSN weights file is saved: `<stem>-bsn.pt` beside it
+    (ssml-rt.pt -> ssml-rt-bsn.pt)."""
+    path = Path(nbsn_path)
+    return path.with_name(f"{path.stem}-bsn{path.suffix}")
+
+
+def companion_bsn(name_or_path) -> Path | None:
+    """The BSN weights saved with an NBSN weights file (shipped name or path), or None when there are
+    none. Fine-tuning and online adaptation start their BSN from it."""
+    bsn = bsn_path_for(resolve_weights(name_or_path))
+    return bsn if bsn.is_file() else None
