@@ -25,6 +25,8 @@ DTYPES: dict[str, np.dtype] = {"u1": np.dtype("u1"), "f4": np.dtype("<f4"), "f2"
 MAX_DIM = 8192                 # bound on each of h, w: a corrupt header cannot ask for absurd sizes
 MAX_HEADER_BYTES = 64 * 1024   # headers are ~200 bytes; refuse to parse anything much larger
 MAX_STATS_BYTES = 1024 * 1024
+MAX_INT = 2**63 - 1            # integer header values fit int64 (nanosecond clocks until the year 2262)
+MAX_MODEL_CHARS = 256
 INT_KEYS = ("seq", "center", "first", "last", "capture_ns", "publish_ns", "dropped", "skipped")
 HEADER_KEYS = ("v", *INT_KEYS, "shape", "dtype", "model")
 
@@ -94,9 +96,9 @@ def encode_stats(values: dict) -> list:
 
 def decode(parts: Sequence) -> Message:
     """Validate one multipart message (bytes or zmq.Frame parts) and return a Frame or Stats.
-    Raises SchemaError for anything that does not follow schema v1."""
-    if not 2 <= len(parts) <= 3:
-        raise SchemaError(f"expected 2 or 3 message parts, got {len(parts)}")
+    Raises SchemaError for anything that does not follow schema v1, and nothing else."""
+    if not isinstance(parts, Sequence) or not 2 <= len(parts) <= 3:
+        raise SchemaError(f"expected 2 or 3 message parts, got {len(parts) if isinstance(parts, Sequence) else _show(parts)}")
     topic = bytes(_buffer(parts[0]))
     if topic == TOPIC_FRAME:
         if len(parts) != 3:
@@ -106,10 +108,24 @@ def decode(parts: Sequence) -> Message:
         if len(parts) != 2:
             raise SchemaError(f"stats message needs 2 parts, got {len(parts)}")
         values = _unpack_map(parts[1], MAX_STATS_BYTES, "stats")
-        if values.get("v", VERSION) != VERSION:
-            raise SchemaError(f"stats version {values.get('v')!r}, expected {VERSION}")
+        if not _is_version(values.get("v", VERSION)):
+            raise SchemaError(f"stats version {_show(values.get('v'))}, expected {VERSION}")
         return Stats(values)
     raise SchemaError(f"unknown topic {topic[:32]!r}")
+
+
+def _is_version(value) -> bool:
+    return type(value) is int and value == VERSION
+
+
+def _is_int(value, low: int = 0, high: int = MAX_INT) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _show(value) -> str:
+    """A bounded repr for error messages: a hostile header may hold 64 KB of anything."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def decode_frame(parts: Sequence) -> Frame:
@@ -130,22 +146,19 @@ def _check_header(raw: dict) -> None:
     missing = [k for k in HEADER_KEYS if k not in raw]
     if missing:
         raise SchemaError(f"header misses key(s) {', '.join(missing)}")
-    if raw["v"] != VERSION or isinstance(raw["v"], bool):
-        raise SchemaError(f"schema version {raw['v']!r}, this subscriber reads version {VERSION}")
+    if not _is_version(raw["v"]):
+        raise SchemaError(f"schema version {_show(raw['v'])}, this subscriber reads version {VERSION}")
     for key in INT_KEYS:
-        value = raw[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-            raise SchemaError(f"header {key} must be a non-negative integer, got {value!r}")
+        if not _is_int(raw[key]):
+            raise SchemaError(f"header {key} must be an integer in 0..2**63-1, got {_show(raw[key])}")
     shape = raw["shape"]
-    if (not isinstance(shape, (list, tuple)) or len(shape) != 2
-            or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape)):
-        raise SchemaError(f"header shape must be [h, w] integers, got {shape!r}")
-    if not all(1 <= d <= MAX_DIM for d in shape):
-        raise SchemaError(f"header shape {list(shape)} outside 1..{MAX_DIM} per side")
-    if raw["dtype"] not in DTYPES:
-        raise SchemaError(f"unknown dtype {raw['dtype']!r}; expected one of {', '.join(DTYPES)}")
-    if not isinstance(raw["model"], str):
-        raise SchemaError(f"header model must be a string, got {raw['model']!r}")
+    if not isinstance(shape, (list, tuple)) or len(shape) != 2 or not all(_is_int(d, 1, MAX_DIM) for d in shape):
+        raise SchemaError(f"header shape must be [h, w] integers in 1..{MAX_DIM}, got {_show(shape)}")
+    if not isinstance(raw["dtype"], str) or raw["dtype"] not in DTYPES:
+        raise SchemaError(f"unknown dtype {_show(raw['dtype'])}; expected one of {', '.join(DTYPES)}")
+    if not isinstance(raw["model"], str) or len(raw["model"]) > MAX_MODEL_CHARS:
+        raise SchemaError(f"header model must be a string of at most {MAX_MODEL_CHARS} characters, "
+                          f"got {_show(raw['model'])}")
 
 
 def _unpack_map(part, limit: int, what: str) -> dict:
@@ -163,6 +176,8 @@ def _unpack_map(part, limit: int, what: str) -> dict:
 
 def _buffer(part) -> memoryview:
     """bytes, bytearray, numpy array or zmq.Frame -> flat byte memoryview (no copy)."""
-    buf = part.buffer if hasattr(part, "buffer") else part
-    mv = memoryview(buf)
-    return mv if mv.format == "B" and mv.ndim == 1 else mv.cast("B")
+    try:
+        mv = memoryview(part.buffer if hasattr(part, "buffer") else part)
+        return mv if mv.format == "B" and mv.ndim == 1 else mv.cast("B")
+    except (TypeError, ValueError):  # not a buffer, or not a contiguous one
+        raise SchemaError(f"message part is not a contiguous byte buffer: {type(part).__name__}") from None

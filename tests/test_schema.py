@@ -160,3 +160,89 @@ def test_display_scale_rejects_nonsense():
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(ConfigError):
             DisplayScale(gamma=bad)
+
+
+# ---- fuzzing: any message decodes to a Frame/Stats or raises SchemaError, nothing else
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+FUZZ = settings(max_examples=200, deadline=None)
+MSGPACK_SCALARS = (st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | st.floats()
+                   | st.text(max_size=20) | st.binary(max_size=20))
+MSGPACK_VALUES = st.recursive(MSGPACK_SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
+    st.text(max_size=8) | st.integers(-5, 5) | st.binary(max_size=4) | st.none(), inner, max_size=4), max_leaves=12)
+HEADER_VALUES = MSGPACK_VALUES | st.sampled_from([2**63, 2**64 - 1, -1, 1.0, True, [3, 5], ["u1"], {"f4": 1}])
+
+
+def decode_or_schema_error(parts):
+    try:
+        msg = schema.decode(parts)
+    except schema.SchemaError as e:
+        assert "\n" not in str(e) and len(str(e)) < 300
+        return e
+    assert isinstance(msg, (schema.Frame, schema.Stats))
+    if isinstance(msg, schema.Frame):
+        h = msg.header
+        assert msg.image.shape == h.shape and msg.image.dtype == schema.DTYPES[h.dtype]
+        assert all(0 <= getattr(h, k) <= schema.MAX_INT for k in schema.INT_KEYS)
+    return msg
+
+
+@FUZZ
+@given(st.lists(st.binary(max_size=64) | st.sampled_from([b"frame", b"stats"]), max_size=5))
+def test_fuzz_random_parts(parts):
+    decode_or_schema_error(parts)
+
+
+@FUZZ
+@given(topic=st.sampled_from([b"frame", b"stats"]), value=MSGPACK_VALUES, payload=st.binary(max_size=64))
+def test_fuzz_random_msgpack(topic, value, payload):
+    header = msgpack.packb(value)
+    decode_or_schema_error([topic, header, payload] if topic == b"frame" else [topic, header])
+
+
+@FUZZ
+@given(changes=st.dictionaries(st.sampled_from(schema.HEADER_KEYS), HEADER_VALUES | st.just(KeyError), max_size=4),
+       extra=st.dictionaries(st.text(max_size=8), MSGPACK_VALUES, max_size=2), exact_payload=st.booleans())
+def test_fuzz_mutated_headers(changes, extra, exact_payload):
+    parts = _with_header(**changes, **{k: v for k, v in extra.items() if k not in schema.HEADER_KEYS})
+    if not exact_payload:
+        parts[2] = parts[2][:-1]
+    msg = decode_or_schema_error(parts)
+    if changes and any(v is KeyError for v in changes.values()):
+        assert isinstance(msg, schema.SchemaError)
+
+
+@pytest.mark.parametrize("value", [[1], {"a": 1}, 1.5, None, b"u1"])
+def test_unhashable_or_odd_dtype_is_a_schema_error(value):
+    with pytest.raises(schema.SchemaError, match="dtype"):
+        schema.decode(_with_header(dtype=value))
+
+
+@pytest.mark.parametrize("key", ["seq", "capture_ns", "publish_ns"])
+def test_integers_beyond_int64_are_schema_errors(key):
+    with pytest.raises(schema.SchemaError, match=key):
+        schema.decode(_with_header(**{key: 2**64 - 1}))
+    assert getattr(schema.decode(_with_header(**{key: 2**63 - 1})).header, key) == 2**63 - 1
+
+
+def test_non_buffer_parts_are_schema_errors():
+    for parts in ([b"frame", 3, b""], [b"stats", "text"], None, 7, [object(), b""]):
+        with pytest.raises(schema.SchemaError):
+            schema.decode(parts)
+
+
+def test_viewer_latency_ignores_bogus_capture_times(tmp_path):
+    import time
+
+    from ssml_stream.viewer import Viewer, ViewerConfig
+
+    viewer = Viewer(ViewerConfig(connect=[f"ipc://{tmp_path}/none.ipc"], headless=True))
+    try:
+        for capture_ns in (2**63 - 1, 0, time.time_ns() - 5_000_000):
+            viewer.show(schema.decode(_with_header(capture_ns=capture_ns)), time.monotonic())
+        assert len(viewer.latencies_ms) == 1 and 4 <= viewer.latencies_ms[0] < 3_600_000
+        assert "latency p50" in viewer.summary(1.0)
+    finally:
+        viewer.sub.close()
