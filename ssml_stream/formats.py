@@ -140,10 +140,11 @@ class FrameAccess:
 
     def __getitem__(self, index):
         if isinstance(index, slice):
-            start, stop, step = index.indices(len(self))
-            if step != 1:
-                return self.read(start, stop)[::step]
-            return self.read(start, max(start, stop))
+            idx = range(*index.indices(len(self)))
+            if not idx:
+                return np.empty((0, self.height, self.width), np.uint8)
+            lo, hi = min(idx[0], idx[-1]), max(idx[0], idx[-1]) + 1  # read once, then step (any sign)
+            return self.read(lo, hi)[idx[0] - lo::idx.step]
         i = int(index)
         if i < 0:
             i += len(self)

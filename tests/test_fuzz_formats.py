@@ -144,9 +144,6 @@ def test_indexing_follows_python_sequence_rules(folder, n, start, stop, index, s
                 f[index]
 
 
-@pytest.mark.xfail(strict=True, raises=IndexError,
-                   reason="SpikeFile[a:b:step] with step != 1 reads frames [a, b) unclamped: an empty or reversed "
-                          "slice raises IndexError instead of returning frames like a sequence")
 @FUZZ
 @given(n=st.integers(1, 9), start=bounds, stop=bounds, step=st.integers(-3, 3).filter(bool),
        seed=st.integers(0, 2 ** 32 - 1))
