@@ -1,0 +1,331 @@
+"""Online adaptation: a deployed camera keeps teaching its own network while it streams (`--adapt`).
+
+SSML needs no ground truth, so the spikes the camera sees are training data. An `Adapter` works in
+one background thread with one torch thread:
+
+1. every `sample_every_s` it copies the newest complete window out of the ring, whether or not the
+   pipeline displays it, through a cursor the ring does not know about: the producer never waits
+   for it, not even in a lossless ring. The window is unpacked and cut into `crops_per_window`
+   random crops, kept in a pool of the most recent `pool_crops`;
+2. the first `holdout_windows` sampled windows are held out instead (fixed crops, no augmentation)
+   and replaced by fresh ones every `holdout_refresh_s`;
+3. it runs SSML steps on random rotated/flipped batches from the pool, as `ssml-train` does:
+   BSN on the adaptive label plus the NBSN<->BSN mutual term (`loop.mutual_loss`), light weighting,
+   Adam, bf16 autocast. A step whose loss or gradients are not finite is skipped and counted
+   (`poisoned`); weights that stop being finite are reset to the live ones;
+4. every `every_s` it measures that loss on the held-out crops. Only when it is lower than the
+   loss of the weights now live, with every weight finite, a copy of the NBSN becomes a new
+   reconstructor, traced and warmed up on this thread (off the hot path), and `install` hands it to
+   the pipeline, which swaps one reference between two windows. `save_path` is rewritten atomically
+   (NBSN weights, and the BSN beside them as NAME-bsn.pt) at every swap and at close.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, ModelError
+from ..models import bsn_path_for, save_weights
+from ..models.features import adaptive_label
+from ..ring import Cursor
+from ..runtime import CLASSICAL, NETWORK_WINDOW_FRAMES, RuntimeOptions, TorchReconstructor
+from ..unpack import unpack_into
+from .data import dihedral
+from .loop import MutualPair, light_weight, load_init, mutual_loss
+
+
+@dataclass
+class AdaptOptions:
+    lr: float = 1e-4
+    every_s: float = 10.0            # held-out check (and possible swap) period
+    save_path: str | None = None     # weights file rewritten at every swap and at close
+    batch_size: int = 4
+    crop: int = 40
+    sample_every_s: float = 0.1      # one window copied out of the ring this often
+    crops_per_window: int = 4
+    pool_crops: int = 512            # training crops kept (the most recent)
+    holdout_windows: int = 4
+    holdout_refresh_s: float = 600.0
+    mutual_weight: float = 0.01
+    amp: str = "bf16"                # bf16: forward under bfloat16 autocast, as ssml-train; off: fp32
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "AdaptOptions":
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown adaptation option(s) {', '.join(sorted(unknown))}")
+        return cls(**values).validate()
+
+    def validate(self) -> "AdaptOptions":
+        for name in ("lr", "every_s", "sample_every_s", "holdout_refresh_s"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ConfigError(f"adaptation {name} must be a positive number, got {value}")
+        for name in ("batch_size", "crops_per_window", "holdout_windows"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"adaptation {name} must be >= 1, got {getattr(self, name)}")
+        if self.crop < 4 or self.crop % 4:
+            raise ConfigError(f"adaptation crop {self.crop}: use a multiple of 4 (the U-Nets pool twice)")
+        if self.pool_crops < self.batch_size:
+            raise ConfigError(f"adaptation pool_crops must hold at least one batch ({self.batch_size})")
+        if self.amp not in ("bf16", "off"):
+            raise ConfigError(f"adaptation amp {self.amp!r}: use bf16 or off")
+        if self.save_path:
+            folder = os.path.dirname(os.path.abspath(self.save_path))
+            if not os.path.isdir(folder):
+                raise ConfigError(f"cannot write {self.save_path}: folder {folder} does not exist")
+        return self
+
+
+def save_weights_atomic(path, module, arch: str, config: dict, meta: dict) -> None:
+    """save_weights under a temporary name, then renamed: readers see the old file or the new one."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".part")
+    save_weights(tmp, module, arch, config, meta)
+    os.replace(f"{tmp}.json", f"{path}.json")
+    os.replace(tmp, path)
+
+
+class Adapter:
+    """Self-supervised training on windows of a live ring; hot-swaps improved NBSNs via `install`."""
+
+    def __init__(self, ring, height: int, width: int, stored_width: int, model: str, *,
+                 install: Callable[[TorchReconstructor], None], ready: Callable[[], bool] = lambda: True,
+                 runtime: RuntimeOptions | None = None, name: str | None = None,
+                 options: AdaptOptions | None = None, log: Callable[[str], None] = print):
+        self.options = o = (options or AdaptOptions()).validate()
+        if model in CLASSICAL:
+            raise ConfigError(f"adaptation trains an SSML network; {model!r} has none (use ssml, ssml-full "
+                              "or a weights file)")
+        if height < o.crop or width < o.crop:
+            raise ConfigError(f"frames of {height}x{width} are smaller than the {o.crop}x{o.crop} adaptation crop")
+        try:
+            init = load_init(model)
+        except ModelError as e:
+            raise ModelError(f"cannot adapt {model}: {e}") from None
+        if init.warning:
+            log(f"adapt: warning: {init.warning}")
+        self.height, self.width, self.stored_width = height, width, stored_width
+        self.model, self.name = model, name or os.path.basename(model)
+        self.nbsn_arch, self.nbsn_config, self.bsn_config = init.nbsn_arch, init.nbsn_config, init.bsn_config
+        self.runtime = runtime or RuntimeOptions(compute="cpu", threads=1)  # compute: "cpu" or "cuda"
+        self.install, self.ready, self.log = install, ready, log
+        self.rng = np.random.default_rng(o.seed)
+        n, c = NETWORK_WINDOW_FRAMES, o.crop
+        self.pool = np.zeros((o.pool_crops, n, c, c), np.uint8)
+        self.pool_count = 0  # crops ever added; slot = count % pool_crops
+        self.holdout: list[np.ndarray] = []
+        self.holdout_started = 0.0
+        # counters read by stats() from other threads (plain ints/floats: atomic reads)
+        self.steps = 0
+        self.poisoned = 0
+        self.swaps = 0
+        self.loss = math.nan
+        self.val_loss = math.nan      # held-out loss of the weights now live
+        self.last_swap = math.nan     # time.monotonic() of the last swap
+        self.error: BaseException | None = None
+        self.device = torch.device(self.runtime.compute)
+        # the pair the live NBSN came from (never trained in place), and the pair being trained
+        self._live = MutualPair(init.bsn, init.nbsn).to(self.device).eval()
+        self.pair = copy.deepcopy(self._live).train()
+        # built here, not on the thread: the first Adam imports for seconds while holding the GIL
+        self.optimizer = self._new_optimizer()
+        self.cursor = Cursor(ring, ring.head)  # not registered with the ring: the producer never waits for it
+        self.packed = np.empty((NETWORK_WINDOW_FRAMES, ring.frame_bytes), np.uint8)
+        self.window = np.empty((NETWORK_WINDOW_FRAMES, height, width), np.uint8)
+        self._save_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @classmethod
+    def for_pipeline(cls, pipeline, options: dict) -> "Adapter":
+        """An adapter on a Pipeline's ring that swaps `pipeline.rec` (its reconstruct loop reads that
+        reference once per window) and starts training after the first output."""
+        c = pipeline.config
+
+        def install(rec) -> None:
+            pipeline.rec = rec
+
+        return cls(pipeline.ring, pipeline.height, pipeline.width, pipeline.stored_width, c.model,
+                   install=install, ready=lambda: pipeline.windows_out > 0,
+                   runtime=RuntimeOptions(compute=pipeline.rec.device, precision=c.precision, threads=1),
+                   name=pipeline.rec.name, options=AdaptOptions.from_dict(options), log=pipeline.log)
+
+    # ----- control ---------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="ssml-adapt", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop the thread (a step or check in progress finishes: typically well under a second),
+        write `save_path` and log a summary."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        if self.options.save_path:
+            self.save()
+        self.log(f"adapt: {self.steps} steps, {self.swaps} swaps, {self.poisoned} poisoned steps skipped"
+                 + (f", weights in {self.options.save_path}" if self.options.save_path else "")
+                 + (f"; stopped early: {self.error}" if self.error else ""))
+
+    def stats(self) -> dict:
+        since = time.monotonic() - self.last_swap if self.swaps else math.nan
+        return {"adapt_steps": self.steps, "adapt_loss": self.loss, "adapt_val_loss": self.val_loss,
+                "adapt_swaps": self.swaps, "adapt_since_swap_s": round(since, 1),
+                "adapt_poisoned": self.poisoned}
+
+    @staticmethod
+    def status_text(stats: dict) -> str:
+        since = stats["adapt_since_swap_s"]
+        return (f"  adapt steps {stats['adapt_steps']} loss {stats['adapt_loss']:.2e} swaps {stats['adapt_swaps']}"
+                + (f" ({since:.0f} s ago)" if math.isfinite(since) else ""))
+
+    def save(self) -> None:
+        """Write the live pair to `save_path` (NBSN) and its BSN beside it, atomically."""
+        live = self._live
+        meta = {"adapted_from": self.model, "adapt_steps": self.steps, "adapt_swaps": self.swaps,
+                "held_out_loss": self.val_loss, "adapt_lr": self.options.lr,
+                "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        path = Path(self.options.save_path)
+        with self._save_lock:
+            save_weights_atomic(bsn_path_for(path), live.bsn, "bsn", self.bsn_config, meta)
+            save_weights_atomic(path, live.nbsn, self.nbsn_arch, self.nbsn_config, meta)
+
+    # ----- the thread ------------------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            # torch work waits for the first reconstructed window: a thread takes its intra-op thread
+            # count from the global setting at its first op, so the reconstruct thread must have
+            # started before this one sets 1
+            while not self._stop.is_set() and not self.ready():
+                self._stop.wait(0.05)
+            torch.set_num_threads(1)
+            self._loop()
+        except Exception as e:  # the stream goes on without adaptation; close() reports it
+            self.error = e
+            self.log(f"adapt: stopped after an error: {type(e).__name__}: {e}")
+
+    def _loop(self) -> None:
+        o = self.options
+        next_sample = next_check = time.monotonic()
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if now >= next_sample:
+                next_sample = now + o.sample_every_s
+                self._sample()
+            if len(self.holdout) < o.holdout_windows * o.crops_per_window or self.pool_count < o.batch_size:
+                self._stop.wait(min(o.sample_every_s, max(0.0, next_sample - time.monotonic())))
+                continue
+            if math.isnan(self.val_loss):  # a new held-out set: measure the live weights on it
+                self.val_loss = self._held_out_loss(self._live)
+                next_check = time.monotonic() + o.every_s
+            self._step()
+            if time.monotonic() >= next_check:
+                self._check()
+                next_check = time.monotonic() + o.every_s
+            if time.monotonic() - self.holdout_started >= o.holdout_refresh_s:
+                self.holdout, self.val_loss = [], math.nan
+
+    def _new_optimizer(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.pair.parameters(), lr=self.options.lr, betas=(0.9, 0.999), eps=1e-8)
+
+    def _sample(self) -> None:
+        _, jumped = self.cursor.read_latest(NETWORK_WINDOW_FRAMES, self.packed)
+        if jumped < 0:
+            return  # no complete window since the last sample
+        unpack_into(self.packed, self.window, self.stored_width)
+        c = self.options.crop
+        holding_out = len(self.holdout) < self.options.holdout_windows * self.options.crops_per_window
+        if holding_out and not self.holdout:
+            self.holdout_started = time.monotonic()
+        for _ in range(self.options.crops_per_window):
+            y = int(self.rng.integers(0, self.height - c + 1))
+            x = int(self.rng.integers(0, self.width - c + 1))
+            crop = self.window[:, y:y + c, x:x + c]
+            if holding_out:
+                self.holdout.append(crop.copy())
+            else:
+                self.pool[self.pool_count % len(self.pool)] = crop
+                self.pool_count += 1
+
+    def _batch(self) -> torch.Tensor:
+        held = min(self.pool_count, len(self.pool))
+        picks = self.rng.integers(0, held, self.options.batch_size)
+        views = self.rng.integers(0, 8, self.options.batch_size)
+        batch = np.stack([dihedral(self.pool[i], int(v)) for i, v in zip(picks, views)])
+        return torch.from_numpy(batch).to(self.device, torch.float32)
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.options.amp == "bf16")
+
+    def _loss(self, pair: MutualPair, x: torch.Tensor) -> torch.Tensor:
+        with self._autocast():
+            bsn_out, nbsn_out = pair(x)
+        return mutual_loss(bsn_out.float(), nbsn_out.float(), adaptive_label(x), self.options.mutual_weight,
+                           weight=light_weight(x))["loss"]
+
+    def _step(self) -> None:
+        loss = self._loss(self.pair, self._batch())
+        if not torch.isfinite(loss):
+            self.poisoned += 1
+            return
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.pair.parameters(), math.inf)
+        if not torch.isfinite(grad_norm):
+            self.poisoned += 1
+            return
+        self.optimizer.step()
+        self.steps += 1
+        value = float(loss.detach())
+        self.loss = value if math.isnan(self.loss) else 0.9 * self.loss + 0.1 * value
+
+    @torch.no_grad()
+    def _held_out_loss(self, pair: MutualPair) -> float:
+        was_training = pair.training
+        pair.eval()
+        try:
+            crops = torch.from_numpy(np.stack(self.holdout)).to(self.device, torch.float32)
+            chunk = 2 * self.options.batch_size
+            total = sum(float(self._loss(pair, crops[i:i + chunk])) * len(crops[i:i + chunk])
+                        for i in range(0, len(crops), chunk))
+            return total / len(crops)
+        finally:
+            pair.train(was_training)
+
+    def _check(self) -> None:
+        """Swap the trained NBSN in when it lowers the held-out loss and every weight is finite."""
+        if not all(torch.isfinite(p).all() for p in self.pair.parameters()):
+            self._reset_to_live()
+            return
+        loss = self._held_out_loss(self.pair)
+        if not loss < self.val_loss or self._stop.is_set():  # (not < is also true for NaN)
+            return
+        live = copy.deepcopy(self.pair).eval()
+        rec = TorchReconstructor(copy.deepcopy(live.nbsn), self.name, self.runtime,
+                                 meta={"adapted_from": self.model, "window_frames": NETWORK_WINDOW_FRAMES})
+        rec.warm_up(self.height, self.width, NETWORK_WINDOW_FRAMES)  # trace here, not on the hot path
+        self.install(rec)
+        self._live = live
+        self.val_loss = loss
+        self.swaps += 1
+        self.last_swap = time.monotonic()
+        if self.options.save_path:
+            self.save()
+
+    def _reset_to_live(self) -> None:
+        self.pair.load_state_dict(self._live.state_dict())
+        self.optimizer = self._new_optimizer()
+        self.poisoned += 1
+        self.log("adapt: weights stopped being finite; reset to the live ones")
+
