@@ -19,8 +19,10 @@ Design (beyond the paper; choices measured with `ssml-bench model` and op-level 
   has a direct path.
 - Inputs are padded (replicate) at the bottom/right to a multiple of 4 and the output cropped back.
 - Light-level invariance (`normalize`, on for networks trained since the sweep): every rate feature is
-  divided by the window's mean firing rate and the output multiplied back, so a dark recording looks
-  to the convolutions like a bright one (the firing rate spans two decades between dusk and daylight).
+  divided by the local mean firing rate (TFP41 averaged over ~28 px, smooth) and the output multiplied
+  back, so a dark region looks to the convolutions like a bright one (the firing rate spans two decades
+  between dusk and daylight). The log of that local rate is one more input channel: how many spikes
+  stand behind a value decides how much to smooth, and the normalised features alone hide it.
 """
 from __future__ import annotations
 
@@ -61,6 +63,14 @@ def pointwise(conv: nn.Conv2d, x: Tensor) -> Tensor:
     return (y + conv.bias.view(1, out_ch, 1)).view(b, out_ch, h, w)
 
 
+def local_rate(rate: Tensor) -> Tensor:
+    """Smooth local mean of a B x 1 x H x W rate map (H, W multiples of 4): 4x4 means, a 7x7 box over
+    those (~28 px), bilinear back to full size, plus a floor of 1e-3 so dark regions stay finite."""
+    quarter = F.avg_pool2d(rate, 4)
+    quarter = F.avg_pool2d(quarter, 7, stride=1, padding=3, count_include_pad=False)
+    return F.interpolate(quarter, scale_factor=4.0, mode="bilinear", align_corners=False) + 1e-3
+
+
 class RealTimeNet(nn.Module):
     def __init__(self, config: RtConfig | None = None):
         super().__init__()
@@ -75,7 +85,7 @@ class RealTimeNet(nn.Module):
         feat_ch = cfg.temporal_ch + 1  # + TFI
         w, dw = cfg.width, cfg.deep_width
         self.temporal = nn.Conv2d(cfg.frames, cfg.temporal_ch, 1)
-        self.down = nn.Sequential(nn.Conv2d(feat_ch, w, 4, stride=2, padding=1), _act())
+        self.down = nn.Sequential(nn.Conv2d(feat_ch + int(cfg.normalize), w, 4, stride=2, padding=1), _act())
         self.deep = nn.Sequential(nn.Conv2d(w, dw, 3, stride=2, padding=1), _act(),
                                   nn.Conv2d(dw, dw, 3, padding=1), _act())
         self.up = nn.Sequential(nn.Conv2d(dw, 4 * cfg.up_ch, 1), nn.PixelShuffle(2))
@@ -100,11 +110,12 @@ class RealTimeNet(nn.Module):
         h, w = x.shape[-2], x.shape[-1]
         feats = torch.cat([pointwise(self.temporal, x), tfi_center(x, self.search, self.fallback)], dim=1)
         feats = F.pad(feats, (0, (-w) % 4, 0, (-h) % 4), mode="replicate")
+        net_in = feats
         if self.normalize:
-            # mean rate of each window (+ a floor: an all-dark window stays finite)
-            scale = x.mean(dim=(1, 2, 3), keepdim=True) + 1e-3
+            scale = local_rate(F.pad(x.mean(dim=1, keepdim=True), (0, (-w) % 4, 0, (-h) % 4), mode="replicate"))
             feats = feats / scale
-        half = self.down(feats)
+            net_in = torch.cat([feats, torch.log(scale)], dim=1)
+        half = self.down(net_in)
         y = self.merge(torch.cat([half, self.up(self.deep(half))], dim=1))
         out = self.to_full(y) + pointwise(self.skip, feats)
         if self.normalize:
