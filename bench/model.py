@@ -1,8 +1,10 @@
 """`ssml-bench model`: milliseconds per frame and fps of the NBSNs (rt and full) at 250 x 400, batch 1.
 
-Variants: eager fp32; traced + frozen (TorchScript, what the live pipeline runs); the same with
-channels-last tensors; and bfloat16 autocast (eager and traced under autocast). Each row sets the torch
-thread count explicitly. The variants of one model run interleaved (round-robin), so load changes
+Variants: eager fp32; traced + frozen (TorchScript, what the live pipeline runs on CPU); the same with
+channels-last tensors; bfloat16 autocast (eager, and traced under autocast); fp16 weights and
+activations (`--device cuda` only, what the runtime uses there). The full NBSN keeps channels-last
+weights and activations in eval mode by itself, and its bf16 row is the runtime's `--precision bf16`
+path (eager under autocast). Each CPU row sets the torch thread count explicitly. The variants of one model run interleaved (round-robin), so load changes
 hit all alike. Median and best-of-N are both reported: on a shared machine the best time is the
 better estimate of the model's own cost, the median shows what contention does.
 Also reports the max abs difference of the bf16 output from fp32 (random weights unless --weights).
@@ -10,29 +12,35 @@ Also reports the max abs difference of the bf16 output from fp32 (random weights
 from __future__ import annotations
 
 import argparse
+import os
 import time
 import warnings
 
 from ..errors import ConfigError
 
-VARIANTS = ("eager", "traced", "traced-cl", "eager-bf16", "traced-bf16", "traced-bf16-cl")
-FULL_VARIANTS = ("eager", "traced", "traced-bf16")   # the full NBSN costs ~240 GMAC per frame: fewer rows
+VARIANTS = ("eager", "traced", "traced-cl", "eager-bf16", "traced-bf16", "traced-bf16-cl", "eager-fp16-cl")
+CPU_VARIANTS = VARIANTS[:-1]
+FULL_VARIANTS = ("eager", "traced", "eager-bf16")   # the full NBSN costs ~240 GMAC per frame: fewer rows
+CUDA_VARIANTS = ("eager", "eager-bf16", "eager-fp16-cl")
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="ssml-bench model", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="examples:\n  ssml-bench model\n  ssml-bench model --arch rt --threads 2 "
-                                       "--iters 100\n  ssml-bench model --weights ssml --json out/model.json")
+                                       "--iters 100\n  ssml-bench model --weights ssml --json out/model.json\n"
+                                       "  ssml-bench model --device cuda --full-iters 10")
     p.add_argument("--arch", nargs="+", default=["rt", "nbsn"], choices=["rt", "nbsn"])
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2], help="torch thread counts (one row set each)")
     p.add_argument("--height", type=int, default=250)
     p.add_argument("--width", type=int, default=400)
     p.add_argument("--iters", type=int, default=40, help="timed runs per rt variant")
     p.add_argument("--full-iters", type=int, default=3, help="timed runs per full-NBSN variant")
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS, help="rt variants")
-    p.add_argument("--full-variants", nargs="+", default=list(FULL_VARIANTS), choices=VARIANTS,
-                   help="full-NBSN variants")
+    p.add_argument("--variants", nargs="+", choices=VARIANTS,
+                   help=f"rt variants (default: {' '.join(CPU_VARIANTS)}; on cuda {' '.join(CUDA_VARIANTS)})")
+    p.add_argument("--full-variants", nargs="+", choices=VARIANTS,
+                   help=f"full-NBSN variants (default: {' '.join(FULL_VARIANTS)}; on cuda as for rt)")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--weights", default=None, help="weights name/path for the rt rows (default: random init)")
     p.add_argument("--json", default="bench_results/model.json")
     args = p.parse_args(argv)
@@ -40,6 +48,16 @@ def parse_args(argv):
         raise ConfigError("--threads, --iters and --full-iters must be >= 1")
     if args.height < 4 or args.width < 4:
         raise ConfigError("--height and --width must be >= 4")
+    cuda = args.device == "cuda"
+    args.variants = args.variants or list(CUDA_VARIANTS if cuda else CPU_VARIANTS)
+    args.full_variants = args.full_variants or list(CUDA_VARIANTS if cuda else FULL_VARIANTS)
+    fp16 = [v for v in args.variants + args.full_variants if "fp16" in v]
+    if fp16 and args.device != "cuda":
+        raise ConfigError(f"variant {fp16[0]} needs --device cuda (fp16 convolutions are slow or missing on CPU)")
+    if args.device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            raise ConfigError("--device cuda: no CUDA device is available to torch")
     return args
 
 
@@ -81,7 +99,8 @@ def gmac_per_frame(model, height: int, width: int) -> float:
 
 
 def make_variant(model, x, variant: str):
-    """A no-argument callable running `variant` of the model on x (returns the float32 output)."""
+    """A no-argument callable running `variant` of the model on x (returns the float32 output); on
+    CUDA it waits for the GPU, so wall time is the forward's time."""
     import contextlib
     import copy
     import torch
@@ -89,16 +108,21 @@ def make_variant(model, x, variant: str):
     if variant.endswith("-cl"):
         model = copy.deepcopy(model).to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
+    if "fp16" in variant:
+        model, x = copy.deepcopy(model).half(), x.half()
+    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
 
     def context():
-        return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+        return torch.autocast(x.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
     with torch.no_grad(), context():
         fn = _trace(model, x) if variant.startswith("traced") else model
 
     def run():
         with torch.no_grad(), context():
-            return fn(x).float()
+            y = fn(x).float()
+        sync()
+        return y
     return run
 
 
@@ -109,6 +133,7 @@ def main(argv=None) -> int:
     from .report import report
 
     x = (torch.rand(1, 41, args.height, args.width, generator=torch.Generator().manual_seed(0)) < 0.15).float()
+    x = x.to(args.device)
     rows = []
     for arch in args.arch:
         torch.manual_seed(0)
@@ -118,9 +143,10 @@ def main(argv=None) -> int:
             model = build_model(arch).eval()
         params = sum(p.numel() for p in model.parameters())
         gmac = gmac_per_frame(model, args.height, args.width)
+        model = model.to(args.device)
         iters = args.iters if arch == "rt" else args.full_iters
         variants = args.variants if arch == "rt" else args.full_variants
-        for threads in args.threads:
+        for threads in args.threads if args.device == "cpu" else [torch.get_num_threads()]:
             torch.set_num_threads(threads)
             fns = {v: make_variant(model, x, v) for v in variants}
             timed = time_interleaved(fns, iters, warmup=3 if arch == "rt" else 1)
@@ -128,9 +154,16 @@ def main(argv=None) -> int:
             for variant, fn in fns.items():
                 median, best = timed[variant]
                 diff = float((fn() - reference).abs().max()) if reference is not None else float("nan")
-                rows.append({"arch": arch, "variant": variant, "threads": threads, "params": params, "gmac": gmac,
+                rows.append({"arch": arch, "variant": variant, "device": args.device, "threads": threads,
+                             "params": params, "gmac": gmac,
                              "ms_median": round(median, 2), "ms_best": round(best, 2),
                              "fps_best": round(1e3 / best, 1), "max_abs_diff": diff})
-    report("model", rows, args.json, extra={"shape": [1, 41, args.height, args.width],
-                                            "weights": args.weights or "random init"})
+    report("model", rows, args.json, extra={"shape": [1, 41, args.height, args.width], "device": _device_name(args),
+                                            "weights": args.weights or "random init",
+                                            "load_average": list(os.getloadavg())})
     return 0
+
+
+def _device_name(args) -> str:
+    import torch
+    return torch.cuda.get_device_name() if args.device == "cuda" else f"cpu ({os.cpu_count()} cores)"
