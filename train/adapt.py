@@ -3,27 +3,34 @@
 SSML needs no ground truth, so the spikes the camera sees are training data. An `Adapter` works in
 one background thread with one torch thread:
 
-1. every `sample_every_s` it copies the newest complete window out of the ring, whether or not the
-   pipeline displays it, through a cursor the ring does not know about: the producer never waits
-   for it, not even in a lossless ring. The window is unpacked and cut into `crops_per_window`
-   random crops, kept in a pool of the most recent `pool_crops`;
-2. the first `holdout_windows` sampled windows are held out instead (fixed crops, no augmentation)
-   and replaced by fresh ones every `holdout_refresh_s`;
+1. every `sample_every_s` it copies the newest frames out of the ring, whether or not the pipeline
+   displays them, through a cursor the ring does not know about: the producer never waits for it,
+   not even in a lossless ring. The window is unpacked and cut into `crops_per_window` random
+   crops, kept in a pool of the most recent `pool_crops`;
+2. the first `holdout_windows` samples are held out instead (fixed crops, no augmentation), each
+   with the 41 frames before and after its window, and replaced by fresh ones every
+   `holdout_refresh_s`;
 3. it runs SSML steps on random rotated/flipped batches from the pool, as `ssml-train` does:
    BSN on the adaptive label plus the NBSN<->BSN mutual term (`loop.mutual_loss`), light weighting,
    Adam, bf16 autocast. A step whose loss or gradients are not finite is skipped and counted
    (`poisoned`); weights that stop being finite are reset to the live ones;
-4. every `every_s` it measures that loss on the held-out crops. Only when it is lower than the
-   loss of the weights now live, with every weight finite, a copy of the NBSN becomes a new
-   reconstructor, traced and warmed up on this thread (off the hot path), and `install` hands it to
-   the pipeline, which swaps one reference between two windows. `save_path` is rewritten atomically
-   (NBSN weights, and the BSN beside them as NAME-bsn.pt) at every swap and at close.
+4. every `every_s` it scores the NBSN on the held-out crops: the light-weighted squared difference
+   between its rate and the firing rate of the 82 frames around its window. The NBSN never sees
+   those spikes, so their noise is independent of its input and a lower score means a truly better
+   NBSN, as long as the scene moves little in 3 ms (a held-out SSML loss would not do: it is
+   dominated by the BSN term, and a BSN that starts from scratch drags the NBSN down while that
+   loss falls). Only a lower score than the live NBSN's, with every weight finite, makes a copy of
+   the NBSN a new reconstructor, traced and warmed up on this thread (off the hot path); `install`
+   hands it to the pipeline, which swaps one reference between two windows. `save_path` is
+   rewritten atomically (NBSN weights, and the BSN beside them as NAME-bsn.pt) at every swap and at
+   close.
 """
 from __future__ import annotations
 
 import copy
 import math
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, fields
@@ -41,6 +48,10 @@ from ..runtime import CLASSICAL, NETWORK_WINDOW_FRAMES, RuntimeOptions, TorchRec
 from ..unpack import unpack_into
 from .data import dihedral
 from .loop import MutualPair, light_weight, load_init, mutual_loss
+
+ADAPT_NICE = 10  # the adapter thread's nice value (Linux): live stages stay at the process's own
+WINDOW = NETWORK_WINDOW_FRAMES
+SAMPLE_FRAMES = 3 * WINDOW  # a held-out sample: the window and the frames just before and after it
 
 
 @dataclass
@@ -102,7 +113,8 @@ class Adapter:
     def __init__(self, ring, height: int, width: int, stored_width: int, model: str, *,
                  install: Callable[[TorchReconstructor], None], ready: Callable[[], bool] = lambda: True,
                  runtime: RuntimeOptions | None = None, name: str | None = None,
-                 options: AdaptOptions | None = None, log: Callable[[str], None] = print):
+                 options: AdaptOptions | None = None, log: Callable[[str], None] = print,
+                 stop: threading.Event | None = None):
         self.options = o = (options or AdaptOptions()).validate()
         if model in CLASSICAL:
             raise ConfigError(f"adaptation trains an SSML network; {model!r} has none (use ssml, ssml-full "
@@ -121,17 +133,16 @@ class Adapter:
         self.runtime = runtime or RuntimeOptions(compute="cpu", threads=1)  # compute: "cpu" or "cuda"
         self.install, self.ready, self.log = install, ready, log
         self.rng = np.random.default_rng(o.seed)
-        n, c = NETWORK_WINDOW_FRAMES, o.crop
-        self.pool = np.zeros((o.pool_crops, n, c, c), np.uint8)
+        self.pool = np.zeros((o.pool_crops, WINDOW, o.crop, o.crop), np.uint8)
         self.pool_count = 0  # crops ever added; slot = count % pool_crops
-        self.holdout: list[np.ndarray] = []
+        self.holdout: list[np.ndarray] = []  # SAMPLE_FRAMES x crop x crop each
         self.holdout_started = 0.0
         # counters read by stats() from other threads (plain ints/floats: atomic reads)
         self.steps = 0
         self.poisoned = 0
         self.swaps = 0
         self.loss = math.nan
-        self.val_loss = math.nan      # held-out loss of the weights now live
+        self.val_loss = math.nan      # held-out score of the live NBSN
         self.last_swap = math.nan     # time.monotonic() of the last swap
         self.error: BaseException | None = None
         self.device = torch.device(self.runtime.compute)
@@ -141,10 +152,10 @@ class Adapter:
         # built here, not on the thread: the first Adam imports for seconds while holding the GIL
         self.optimizer = self._new_optimizer()
         self.cursor = Cursor(ring, ring.head)  # not registered with the ring: the producer never waits for it
-        self.packed = np.empty((NETWORK_WINDOW_FRAMES, ring.frame_bytes), np.uint8)
-        self.window = np.empty((NETWORK_WINDOW_FRAMES, height, width), np.uint8)
+        self.packed = np.empty((SAMPLE_FRAMES, ring.frame_bytes), np.uint8)
+        self.frames = np.empty((SAMPLE_FRAMES, height, width), np.uint8)
         self._save_lock = threading.Lock()
-        self._stop = threading.Event()
+        self._stop = stop or threading.Event()  # the pipeline's: a stop reaches every stage at once
         self._thread: threading.Thread | None = None
 
     @classmethod
@@ -159,16 +170,17 @@ class Adapter:
         return cls(pipeline.ring, pipeline.height, pipeline.width, pipeline.stored_width, c.model,
                    install=install, ready=lambda: pipeline.windows_out > 0,
                    runtime=RuntimeOptions(compute=pipeline.rec.device, precision=c.precision, threads=1),
-                   name=pipeline.rec.name, options=AdaptOptions.from_dict(options), log=pipeline.log)
+                   name=pipeline.rec.name, options=AdaptOptions.from_dict(options), log=pipeline.log,
+                   stop=pipeline.stop_event)
 
     # ----- control ---------------------------------------------------------------------------------
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="ssml-adapt", daemon=True)
         self._thread.start()
 
-    def close(self, timeout_s: float = 5.0) -> None:
-        """Stop the thread (a step or check in progress finishes: typically well under a second),
-        write `save_path` and log a summary."""
+    def close(self, timeout_s: float = 1.0) -> None:
+        """Stop the thread, write `save_path` (the live weights, whether or not the thread has
+        finished its step yet) and log a summary."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
@@ -210,6 +222,7 @@ class Adapter:
             while not self._stop.is_set() and not self.ready():
                 self._stop.wait(0.05)
             torch.set_num_threads(1)
+            _lower_this_threads_priority()
             self._loop()
         except Exception as e:  # the stream goes on without adaptation; close() reports it
             self.error = e
@@ -226,8 +239,8 @@ class Adapter:
             if len(self.holdout) < o.holdout_windows * o.crops_per_window or self.pool_count < o.batch_size:
                 self._stop.wait(min(o.sample_every_s, max(0.0, next_sample - time.monotonic())))
                 continue
-            if math.isnan(self.val_loss):  # a new held-out set: measure the live weights on it
-                self.val_loss = self._held_out_loss(self._live)
+            if math.isnan(self.val_loss):  # a new held-out set: score the live NBSN on it
+                self.val_loss = self._held_out_score(self._live.nbsn)
                 next_check = time.monotonic() + o.every_s
             self._step()
             if time.monotonic() >= next_check:
@@ -240,22 +253,25 @@ class Adapter:
         return torch.optim.Adam(self.pair.parameters(), lr=self.options.lr, betas=(0.9, 0.999), eps=1e-8)
 
     def _sample(self) -> None:
-        _, jumped = self.cursor.read_latest(NETWORK_WINDOW_FRAMES, self.packed)
+        _, jumped = self.cursor.read_latest(SAMPLE_FRAMES, self.packed)
         if jumped < 0:
-            return  # no complete window since the last sample
-        unpack_into(self.packed, self.window, self.stored_width)
+            return  # not enough new frames since the last sample
         c = self.options.crop
         holding_out = len(self.holdout) < self.options.holdout_windows * self.options.crops_per_window
-        if holding_out and not self.holdout:
-            self.holdout_started = time.monotonic()
+        if holding_out:
+            self.holdout_started = self.holdout_started if self.holdout else time.monotonic()
+            frames = self.frames  # all of it: the frames around the window score the NBSN
+            unpack_into(self.packed, frames, self.stored_width)
+        else:
+            frames = self.frames[WINDOW:2 * WINDOW]  # the window, to train on
+            unpack_into(self.packed[WINDOW:2 * WINDOW], frames, self.stored_width)
         for _ in range(self.options.crops_per_window):
             y = int(self.rng.integers(0, self.height - c + 1))
             x = int(self.rng.integers(0, self.width - c + 1))
-            crop = self.window[:, y:y + c, x:x + c]
             if holding_out:
-                self.holdout.append(crop.copy())
+                self.holdout.append(frames[:, y:y + c, x:x + c].copy())
             else:
-                self.pool[self.pool_count % len(self.pool)] = crop
+                self.pool[self.pool_count % len(self.pool)] = frames[:, y:y + c, x:x + c]
                 self.pool_count += 1
 
     def _batch(self) -> torch.Tensor:
@@ -265,17 +281,12 @@ class Adapter:
         batch = np.stack([dihedral(self.pool[i], int(v)) for i, v in zip(picks, views)])
         return torch.from_numpy(batch).to(self.device, torch.float32)
 
-    def _autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.options.amp == "bf16")
-
-    def _loss(self, pair: MutualPair, x: torch.Tensor) -> torch.Tensor:
-        with self._autocast():
-            bsn_out, nbsn_out = pair(x)
-        return mutual_loss(bsn_out.float(), nbsn_out.float(), adaptive_label(x), self.options.mutual_weight,
-                           weight=light_weight(x))["loss"]
-
     def _step(self) -> None:
-        loss = self._loss(self.pair, self._batch())
+        x = self._batch()
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.options.amp == "bf16"):
+            bsn_out, nbsn_out = self.pair(x)
+        loss = mutual_loss(bsn_out.float(), nbsn_out.float(), adaptive_label(x), self.options.mutual_weight,
+                           weight=light_weight(x))["loss"]
         if not torch.isfinite(loss):
             self.poisoned += 1
             return
@@ -291,33 +302,36 @@ class Adapter:
         self.loss = value if math.isnan(self.loss) else 0.9 * self.loss + 0.1 * value
 
     @torch.no_grad()
-    def _held_out_loss(self, pair: MutualPair) -> float:
-        was_training = pair.training
-        pair.eval()
+    def _held_out_score(self, nbsn: torch.nn.Module) -> float:
+        """Light-weighted MSE (fp32) between the NBSN's rate on each held-out window and the firing
+        rate of the 2 x 41 frames around it, which it never sees."""
+        was_training = nbsn.training
+        nbsn.eval()
         try:
             crops = torch.from_numpy(np.stack(self.holdout)).to(self.device, torch.float32)
+            windows = crops[:, WINDOW:2 * WINDOW]
+            around = torch.cat([crops[:, :WINDOW], crops[:, 2 * WINDOW:]], dim=1).mean(dim=1, keepdim=True)
             chunk = 2 * self.options.batch_size
-            total = sum(float(self._loss(pair, crops[i:i + chunk])) * len(crops[i:i + chunk])
-                        for i in range(0, len(crops), chunk))
-            return total / len(crops)
+            rate = torch.cat([nbsn(windows[i:i + chunk]) for i in range(0, len(windows), chunk)])
+            return float(((rate - around) ** 2 * light_weight(windows)).mean())
         finally:
-            pair.train(was_training)
+            nbsn.train(was_training)
 
     def _check(self) -> None:
-        """Swap the trained NBSN in when it lowers the held-out loss and every weight is finite."""
+        """Swap the trained NBSN in when it scores better on the held-out set and every weight is finite."""
         if not all(torch.isfinite(p).all() for p in self.pair.parameters()):
             self._reset_to_live()
             return
-        loss = self._held_out_loss(self.pair)
-        if not loss < self.val_loss or self._stop.is_set():  # (not < is also true for NaN)
+        score = self._held_out_score(self.pair.nbsn)
+        if not score < self.val_loss or self._stop.is_set():  # (not < is also true for NaN)
             return
         live = copy.deepcopy(self.pair).eval()
         rec = TorchReconstructor(copy.deepcopy(live.nbsn), self.name, self.runtime,
-                                 meta={"adapted_from": self.model, "window_frames": NETWORK_WINDOW_FRAMES})
-        rec.warm_up(self.height, self.width, NETWORK_WINDOW_FRAMES)  # trace here, not on the hot path
+                                 meta={"adapted_from": self.model, "window_frames": WINDOW})
+        rec.warm_up(self.height, self.width, WINDOW)  # trace here, not on the hot path
         self.install(rec)
         self._live = live
-        self.val_loss = loss
+        self.val_loss = score
         self.swaps += 1
         self.last_swap = time.monotonic()
         if self.options.save_path:
@@ -329,3 +343,12 @@ class Adapter:
         self.poisoned += 1
         self.log("adapt: weights stopped being finite; reset to the live ones")
 
+
+def _lower_this_threads_priority() -> None:
+    """Capture and reconstruction first: on Linux the nice value is per thread, so the scheduler gives
+    this one only the CPU time the live stages leave (elsewhere the priority stays as it is)."""
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), ADAPT_NICE)
+        except OSError:
+            pass  # not permitted: run at normal priority
