@@ -38,3 +38,26 @@ def test_ingest_bench_smoke(tmp_path):
         # paced: never faster than the camera rate (+ one 1 ms chunk); how much slower depends on the load
         assert 0 < r["rate_hz"] < 40000 * 1.01
         assert r["windows"] > 0
+
+
+def test_scaling_bench_writes_rows_and_plots(tmp_path):
+    out = tmp_path / "scaling.json"
+    rc = bench_main(["scaling", "--sizes", "24x32", "40x48", "--windows", "11", "41", "--subscribers", "0", "2",
+                     "--iters", "1", "--send-frames", "40", "--out-dir", str(tmp_path), "--json", str(out)])
+    assert rc == 0
+    result = json.loads(out.read_text())
+    points = {(r["sweep"], r["setting"], r["what"]): r for r in result["rows"]}
+    assert {s for s, _, _ in points} == {"resolution", "window", "subscribers"}
+    assert ("resolution", "40x48", "rt network (ssml)") in points
+    assert ("window", "41 frames", "TFI") in points and ("window", "11 frames", "unpack window") in points
+    subs = [points[("subscribers", f"{k} subscribers", "publisher u1 send")] for k in (0, 2)]
+    assert subs[1]["received_min"] > 0 and all(r["refused"] == 0 for r in subs)
+    assert all(r["per_s_best"] > 0 and r["ms_best"] <= r["ms_median"] for r in points.values())
+    for sweep in ("resolution", "window", "subscribers"):
+        assert (tmp_path / f"scaling_{sweep}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_scaling_bench_rejects_bad_sizes(capsys):
+    assert bench_main(["scaling", "--sizes", "250by400"]) == 2
+    assert "expected HxW" in capsys.readouterr().err
+    assert bench_main(["scaling", "--windows", "40"]) == 2
