@@ -82,7 +82,7 @@ def test_adapt_swaps_in_trained_weights_without_dropping_frames(tmp_path, spawn,
     assert pipeline.rec is not shipped_rec  # the reconstruct loop runs the swapped-in network
     stats = adapter.stats()
     assert stats["adapt_swaps"] == adapter.swaps and stats["adapt_since_swap_s"] >= 0
-    assert {"adapt_steps", "adapt_loss", "adapt_val_loss", "adapt_poisoned"} <= stats.keys()
+    assert {"adapt_steps", "adapt_loss", "adapt_live_score", "adapt_poisoned"} <= stats.keys()
 
     adapted, meta = load_weights(save)
     shipped, _ = load_weights("ssml")
@@ -150,8 +150,8 @@ def test_the_gate_swaps_a_better_nbsn_in_and_keeps_a_worse_one_out(tmp_path, sim
     save_weights(tmp_path / "worse.pt", perturbed(load_weights("ssml")[0], 0.03), "rt", meta["config"], {})
     adapter, installed = fed_adapter(sim_64, str(tmp_path / "worse.pt"))  # live: the perturbed NBSN
     assert len(adapter.holdout) == 16 and adapter.holdout[0].shape == (123, 40, 40)
-    adapter.val_loss = adapter._held_out_score(adapter._live.nbsn)
-    assert adapter._held_out_score(shipped) < adapter.val_loss  # the score sees the 0.03 perturbation
+    adapter.live_score = adapter._held_out_score(adapter._live.nbsn)
+    assert adapter._held_out_score(shipped) < adapter.live_score  # the score sees the 0.03 perturbation
 
     perturbed(adapter.pair.nbsn, 0.1)  # a candidate worse than the live one: stays out
     adapter._check()
@@ -166,8 +166,8 @@ def test_the_gate_swaps_a_better_nbsn_in_and_keeps_a_worse_one_out(tmp_path, sim
 
 def test_weights_that_are_not_finite_are_never_swapped_in(sim_64):
     adapter, installed = fed_adapter(sim_64, samples=3, holdout_windows=1, crops_per_window=2, batch_size=2)
-    adapter.val_loss = adapter._held_out_score(adapter._live.nbsn)
-    assert np.isfinite(adapter.val_loss)
+    adapter.live_score = adapter._held_out_score(adapter._live.nbsn)
+    assert np.isfinite(adapter.live_score)
     with torch.no_grad():
         next(adapter.pair.nbsn.parameters()).fill_(float("nan"))
     adapter._check()

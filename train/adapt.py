@@ -119,6 +119,8 @@ class Adapter:
         if model in CLASSICAL:
             raise ConfigError(f"adaptation trains an SSML network; {model!r} has none (use ssml, ssml-full "
                               "or a weights file)")
+        if ring.capacity < SAMPLE_FRAMES:
+            raise ConfigError(f"a ring of {ring.capacity} frames is too small to adapt: {SAMPLE_FRAMES} needed")
         if height < o.crop or width < o.crop:
             raise ConfigError(f"frames of {height}x{width} are smaller than the {o.crop}x{o.crop} adaptation crop")
         try:
@@ -142,7 +144,7 @@ class Adapter:
         self.poisoned = 0
         self.swaps = 0
         self.loss = math.nan
-        self.val_loss = math.nan      # held-out score of the live NBSN
+        self.live_score = math.nan    # held-out score of the live NBSN (lower is better)
         self.last_swap = math.nan     # time.monotonic() of the last swap
         self.error: BaseException | None = None
         self.device = torch.device(self.runtime.compute)
@@ -192,7 +194,7 @@ class Adapter:
 
     def stats(self) -> dict:
         since = time.monotonic() - self.last_swap if self.swaps else math.nan
-        return {"adapt_steps": self.steps, "adapt_loss": self.loss, "adapt_val_loss": self.val_loss,
+        return {"adapt_steps": self.steps, "adapt_loss": self.loss, "adapt_live_score": self.live_score,
                 "adapt_swaps": self.swaps, "adapt_since_swap_s": round(since, 1),
                 "adapt_poisoned": self.poisoned}
 
@@ -206,7 +208,7 @@ class Adapter:
         """Write the live pair to `save_path` (NBSN) and its BSN beside it, atomically."""
         live = self._live
         meta = {"adapted_from": self.model, "adapt_steps": self.steps, "adapt_swaps": self.swaps,
-                "held_out_loss": self.val_loss, "adapt_lr": self.options.lr,
+                "held_out_score": self.live_score, "adapt_lr": self.options.lr,
                 "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         path = Path(self.options.save_path)
         with self._save_lock:
@@ -239,15 +241,15 @@ class Adapter:
             if len(self.holdout) < o.holdout_windows * o.crops_per_window or self.pool_count < o.batch_size:
                 self._stop.wait(min(o.sample_every_s, max(0.0, next_sample - time.monotonic())))
                 continue
-            if math.isnan(self.val_loss):  # a new held-out set: score the live NBSN on it
-                self.val_loss = self._held_out_score(self._live.nbsn)
+            if math.isnan(self.live_score):  # a new held-out set: score the live NBSN on it
+                self.live_score = self._held_out_score(self._live.nbsn)
                 next_check = time.monotonic() + o.every_s
             self._step()
             if time.monotonic() >= next_check:
                 self._check()
                 next_check = time.monotonic() + o.every_s
             if time.monotonic() - self.holdout_started >= o.holdout_refresh_s:
-                self.holdout, self.val_loss = [], math.nan
+                self.holdout, self.live_score = [], math.nan
 
     def _new_optimizer(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.pair.parameters(), lr=self.options.lr, betas=(0.9, 0.999), eps=1e-8)
@@ -323,7 +325,7 @@ class Adapter:
             self._reset_to_live()
             return
         score = self._held_out_score(self.pair.nbsn)
-        if not score < self.val_loss or self._stop.is_set():  # (not < is also true for NaN)
+        if not score < self.live_score or self._stop.is_set():  # (not < is also true for NaN)
             return
         live = copy.deepcopy(self.pair).eval()
         rec = TorchReconstructor(copy.deepcopy(live.nbsn), self.name, self.runtime,
@@ -331,7 +333,7 @@ class Adapter:
         rec.warm_up(self.height, self.width, WINDOW)  # trace here, not on the hot path
         self.install(rec)
         self._live = live
-        self.val_loss = score
+        self.live_score = score
         self.swaps += 1
         self.last_swap = time.monotonic()
         if self.options.save_path:
