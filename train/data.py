@@ -3,8 +3,9 @@
 A *recording* is a stretch of unpacked spike frames (T x H x W uint8, image orientation) plus the
 ground truth it may carry (frame index -> H x W intensity in [0, 1]). Sources:
 
-- `.dat` files or directories of them (any H x W via `DatOptions`); a sibling `NAME.png` is the
-  ground-truth intensity at frame `gt_frame` (REDS_BASE convention: frame 150);
+- `.dat` files (any H x W via `DatOptions`), `.npy`/`.npz` spike arrays (their own H x W), or
+  directories of them; a sibling `NAME.png` is the ground-truth intensity at frame `gt_frame`
+  (REDS_BASE convention: frame 150);
 - simulated streams from `drivers.sim.simulate` (built-in scene names, image or video paths);
 - random "world" clips from `drivers.worlds` (natural-statistics textures, motion up to 1.2 px per
   frame, light levels 0.008-0.95, sensor faults), the distribution users' cameras meet.
@@ -23,12 +24,11 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import ConfigError, SpikeFormatError
-from ..formats import read_dat
+from ..formats import RATE_GAIN, SPIKE_FILE_SUFFIXES, read_spikes
 from ..unpack import unpack
 
 WINDOW_FRAMES = 41
 REDS_GT_FRAME = 150  # REDS_BASE: the .png is the intensity at frame 150 (0-based)
-RATE_GAIN = 0.6  # firing rate = 0.6 x intensity, for REDS_BASE and the simulator alike
 
 
 @dataclass
@@ -73,18 +73,21 @@ class SimOptions:
 
 
 def find_dat_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
-    """Expand files and directories (searched recursively) into a sorted list of .dat files."""
+    """Expand files and directories (searched recursively) into a sorted list of spike files
+    (.dat, .npy, .npz)."""
     found: list[Path] = []
     for p in paths:
         p = Path(p)
         if p.is_dir():
-            found.extend(sorted(p.rglob("*.dat")))
+            files = sorted(f for f in p.rglob("*") if f.suffix.lower() in SPIKE_FILE_SUFFIXES and f.is_file())
+            # an array beside a same-named .dat is its ground truth (ssml-sim writes X.dat and X.npz)
+            found.extend(f for f in files if f.suffix.lower() == ".dat" or not f.with_suffix(".dat").is_file())
         elif p.is_file():
             found.append(p)
         else:
-            raise ConfigError(f"{p}: no such file or directory (give .dat files or folders holding them)")
+            raise ConfigError(f"{p}: no such file or directory (give .dat/.npy/.npz files or folders holding them)")
     if paths and not found:
-        raise ConfigError(f"no .dat files found in {', '.join(map(str, paths))}")
+        raise ConfigError(f"no .dat/.npy/.npz files found in {', '.join(map(str, paths))}")
     return found
 
 
@@ -102,7 +105,7 @@ def _read_gt_png(png: Path, shape: tuple[int, int]) -> np.ndarray:
 
 def load_dat_recording(path: str | os.PathLike, options: DatOptions = DatOptions()) -> Recording:
     path = Path(path)
-    spikes = read_dat(path, options.height, options.width, stored_width=options.stored_width)
+    spikes = read_spikes(path, options.height, options.width, stored_width=options.stored_width)
     try:
         frames = spikes.read(0, len(spikes))
     finally:
