@@ -15,10 +15,14 @@ def test_unpack_bench_smoke(tmp_path, capsys):
     assert rc == 0
     result = json.loads(out.read_text())
     rows = {(r["method"], r["into"].split("-")[1]): r for r in result["rows"]}
-    assert set(m for m, _ in rows) == {"numba", "numba-parallel", "numba-lut", "numpy"} and len(rows) == 8
-    assert all(r["frames_per_s"] > 0 for r in rows.values())
+    unpackers = {"numba", "numba-parallel", "shift (previous)", "lut", "numpy"}
+    assert set(m for m, _ in rows) == unpackers | {"fill", "fill-parallel", "copy"} and len(rows) == 15
+    assert all(r["frames_per_s"] > 0 and r["write_gb_s"] >= 0 for r in rows.values())
     assert rows[("numpy", "frame window")]["x_numpy"] == 1
-    assert "frames_per_s" in capsys.readouterr().out
+    assert rows[("fill", "frame window")]["pct_of_fill"] == 100 and rows[("copy", "frame buffer")]["threads"] == 1
+    assert all(r["meets_200k"] in ("yes", "no") for (m, _), r in rows.items() if m in unpackers)
+    assert result["written_bytes_per_frame"] == 16 * 32 and result["read_bytes_per_frame"] == 16 * 32 // 8
+    assert "of a fill of the same buffer" in capsys.readouterr().out
 
 
 def test_unpack_bench_rejects_bad_sizes(capsys):
