@@ -16,6 +16,11 @@ extra target for the NBSN under training only (typically the small rt network):
 distill_weight * MSE(NBSN(x), teacher(x)), default weight 1.0. The teacher gets no gradient and the
 BSN terms are unchanged.
 
+Fine-tuning (`init`): both networks start from a trainer checkpoint, or from NBSN weights and the
+BSN saved beside them (a BSN starts from scratch, with a warning, when there is none); the run ends
+by writing RUN_DIR/adapted.pt (+ adapted-bsn.pt), loadable like shipped weights. Without ground
+truth nothing is validated and the last step's weights are written.
+
 Optimiser: Adam (0.9, 0.999, eps 1e-8) over both networks, lr 3e-4 on a cosine schedule to 0.
 The schedule's progress is max(step / steps, elapsed / max_minutes) when a time budget is given, so a
 run that must end on time still anneals fully. Ground truth is read only by `validate`.
@@ -47,6 +52,7 @@ from .ddp import DistInfo, barrier, broadcast_flag, init_distributed, pick_devic
 from .metrics import psnr, rate_to_intensity, ssim
 
 NBSN_ARCHS = {"full": "nbsn", "rt": "rt"}
+NBSN_NAMES = {arch: name for name, arch in NBSN_ARCHS.items()}
 
 
 @dataclass
@@ -54,7 +60,7 @@ class TrainConfig:
     run_dir: str = "runs/ssml"
     dat: list = field(default_factory=list)  # .dat files or folders
     sim: list = field(default_factory=list)  # simulator specs: scene names, image/video paths
-    nbsn: str = "full"  # full | rt
+    nbsn: str | None = "full"  # full | rt; None: the network `init` holds (full without init)
     steps: int = 10_000
     max_minutes: float = 0.0  # 0 = no time budget
     lr: float = 3e-4
@@ -75,6 +81,7 @@ class TrainConfig:
     amp: str = "bf16"  # bf16: forward under torch.autocast (bfloat16 matmuls/convs, fp32 weights); off: fp32
     device: str = "auto"
     resume: str | None = None  # checkpoint path or "auto" (= RUN_DIR/last.pt)
+    init: str | None = None  # fine-tune: start both networks from weights (name or file) or a checkpoint
     height: int = 250
     width: int = 400
     stored_width: int = 0
@@ -87,7 +94,7 @@ class TrainConfig:
     world_textures: list = field(default_factory=list)  # image files used as textures besides the procedural ones
     world_val: int = 16  # extra world clips (other seeds) for validation only
     label: str = "adaptive"  # adaptive: TFI where bright, spike count where dark; tfi: the paper's TFI label
-    light_weighting: bool = True  # weigh each crop's loss by 1 / its mean rate^2 (relative error at every light level)
+    light_weighting: bool = True  # weigh each crop's loss by 1 / its mean rate (see light_weight)
     progress: bool = True
     command: str = ""  # the command line, recorded in checkpoints and shipped weights
 
@@ -120,6 +127,14 @@ def mutual_loss(bsn_out, nbsn_out, label, mutual_weight: float = 0.01, teacher_o
     return terms
 
 
+def light_weight(x: torch.Tensor) -> torch.Tensor:
+    """Per-sample loss weights (B x 1 x 1 x 1, mean 1): 1 / the crop's mean rate, the inverse of a spike
+    count's variance, so dark crops count far more than in plain MSE but their noisy labels do not
+    drown the bright ones (1 / rate^2, tried first, left the network smoothing bright scenes)."""
+    weight = 1.0 / (x.mean(dim=(1, 2, 3), keepdim=True) + 0.01)
+    return weight / weight.mean()
+
+
 def cosine_lr(base_lr: float, progress: float) -> float:
     return 0.5 * base_lr * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
 
@@ -132,31 +147,36 @@ def _model_config(arch: str) -> dict:
 
 
 def read_torch_file(path: str | os.PathLike, map_location="cpu"):
-    """torch.load with weights_only=True (no arbitrary unpickling); ModelError in one line if unreadable."""
+    """A checkpoint or weights record, checked before torch reads it (ssml_stream.model_files: nothing in
+    the file can run code); ModelError in one line if it is missing or refused."""
+    from ..model_files import load_record
+
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: not found")
-    try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any unpickling failure means "not ours"
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ModelError(f"{path}: not a readable ssml-train checkpoint or weights file ({first[:120]})") from e
+    return load_record(path, map_location)
 
 
 def load_nbsn_checkpoint(path: str | os.PathLike, map_location="cpu") -> tuple[nn.Module, dict]:
     """(NBSN in eval mode, checkpoint dict) from a trainer checkpoint."""
-    from ..models import build_model
-
     ckpt = read_torch_file(path, map_location)
     if not isinstance(ckpt, dict) or "nbsn" not in ckpt or "nbsn_arch" not in ckpt:
         raise ModelError(f"{path}: not an ssml-train checkpoint (no 'nbsn' / 'nbsn_arch' entries)")
-    model = build_model(ckpt["nbsn_arch"], **_config_kwargs(ckpt.get("nbsn_config", {})))
+    return _net_from_checkpoint(ckpt, "nbsn", path).eval(), ckpt
+
+
+def _net_from_checkpoint(ckpt: dict, which: str, path) -> nn.Module:
+    """The "nbsn" or "bsn" network of a trainer checkpoint, built with the config it was trained with."""
+    from ..models import build_model
+
+    arch = ckpt["nbsn_arch"] if which == "nbsn" else "bsn"
+    model = build_model(arch, **_config_kwargs(ckpt.get(f"{which}_config", {})))
     try:
-        model.load_state_dict(ckpt["nbsn"])
+        model.load_state_dict(ckpt[which])
     except RuntimeError as e:
-        raise ModelError(f"{path}: the {ckpt['nbsn_arch']!r} NBSN in this checkpoint does not fit the current "
+        raise ModelError(f"{path}: the {arch!r} network in this checkpoint does not fit the current "
                          f"network code (trained with an older version?): {str(e).splitlines()[0]}") from e
-    return model.eval(), ckpt
+    return model
 
 
 def _config_kwargs(cfg: dict) -> dict:
@@ -182,6 +202,45 @@ def load_teacher(spec: str) -> nn.Module:
     return model.eval()
 
 
+@dataclass
+class InitNets:
+    """The two networks a fine-tuning run or the online adapter starts from (`load_init`)."""
+
+    nbsn: nn.Module
+    nbsn_arch: str
+    nbsn_config: dict
+    bsn: nn.Module
+    bsn_config: dict
+    warning: str | None = None  # set when no BSN was saved with the NBSN and it starts from scratch
+
+
+def load_init(spec: str) -> InitNets:
+    """Both networks (fp32, CPU, train mode) from a trainer checkpoint, or from an NBSN weights file
+    (shipped name or path) plus the BSN weights saved beside it (`models.companion_bsn`); without
+    those the BSN is freshly initialised and `warning` says so."""
+    from ..models import build_model, bsn_path_for, companion_bsn, load_weights, resolve_weights
+
+    if Path(spec).is_file():
+        ckpt = read_torch_file(spec)
+        if is_checkpoint(ckpt):
+            return InitNets(_net_from_checkpoint(ckpt, "nbsn", spec).train(), ckpt["nbsn_arch"],
+                            ckpt.get("nbsn_config") or _model_config(ckpt["nbsn_arch"]),
+                            _net_from_checkpoint(ckpt, "bsn", spec).train(),
+                            ckpt.get("bsn_config") or _model_config("bsn"))
+    nbsn, meta = load_weights(spec)
+    if meta["arch"] not in NBSN_ARCHS.values():
+        raise ModelError(f"{spec} holds a {meta['arch']!r} network, not an NBSN (use full or rt weights)")
+    bsn_path = companion_bsn(spec)
+    if bsn_path is None:
+        return InitNets(nbsn.train(), meta["arch"], meta["config"], build_model("bsn").train(), _model_config("bsn"),
+                        f"{bsn_path_for(resolve_weights(spec))} not found: the BSN starts from scratch, and until it "
+                        "has trained for thousands of steps it pulls the NBSN below its starting quality")
+    bsn, bsn_meta = load_weights(bsn_path)
+    if bsn_meta["arch"] != "bsn":
+        raise ModelError(f"{bsn_path} holds a {bsn_meta['arch']!r} network, expected the BSN")
+    return InitNets(nbsn.train(), meta["arch"], meta["config"], bsn.train(), bsn_meta["config"])
+
+
 def _atomic_save(obj, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
@@ -191,7 +250,7 @@ def _atomic_save(obj, path: Path) -> None:
 class Trainer:
     def __init__(self, config: TrainConfig):
         self.cfg = config
-        if config.nbsn not in NBSN_ARCHS:
+        if config.nbsn is not None and config.nbsn not in NBSN_ARCHS:
             raise ConfigError(f"--nbsn {config.nbsn!r}: use full or rt")
         if config.amp not in ("bf16", "off"):
             raise ConfigError(f"--amp {config.amp!r}: use bf16 or off")
@@ -216,8 +275,15 @@ class Trainer:
         if config.label not in ("adaptive", "tfi"):
             raise ConfigError(f"label {config.label!r}: use adaptive or tfi")
         self._label = adaptive_label if config.label == "adaptive" else tfi_center
-        self.nbsn_arch = NBSN_ARCHS[config.nbsn]
-        self.pair = MutualPair(build_model("bsn"), build_model(self.nbsn_arch)).to(self.device)
+        init = self._load_init(config) if config.init else None
+        self.nbsn_arch = init.nbsn_arch if init else NBSN_ARCHS[config.nbsn or "full"]
+        self.nbsn_name = NBSN_NAMES[self.nbsn_arch]
+        self.nbsn_config = init.nbsn_config if init else _model_config(self.nbsn_arch)
+        self.bsn_config = init.bsn_config if init else _model_config("bsn")
+        if init:
+            self.pair = MutualPair(init.bsn, init.nbsn).to(self.device)
+        else:
+            self.pair = MutualPair(build_model("bsn"), build_model(self.nbsn_arch)).to(self.device)
         self.model = wrap_ddp(self.pair, self.dist, self.device)
         self.optimizer = torch.optim.Adam(self.pair.parameters(), lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
         self.teacher = load_teacher(config.distill_from).to(self.device) if config.distill_from else None
@@ -249,6 +315,15 @@ class Trainer:
         np.random.seed(seed % 2**32)
         torch.manual_seed(seed)
 
+    def _load_init(self, config: TrainConfig) -> InitNets:
+        init = load_init(config.init)
+        if config.nbsn is not None and NBSN_ARCHS[config.nbsn] != init.nbsn_arch:
+            raise ConfigError(f"{config.init} holds the {NBSN_NAMES[init.nbsn_arch]!r} NBSN, not the "
+                              f"{config.nbsn!r} one asked for")
+        if init.warning and self.dist.is_main:
+            print(f"ssml-train: warning: {init.warning}", file=sys.stderr)
+        return init
+
     def _resume(self, spec: str) -> None:
         path = self.run_dir / "last.pt" if spec == "auto" else Path(spec)
         if not path.is_file():
@@ -257,6 +332,11 @@ class Trainer:
         if ckpt.get("nbsn_arch") != self.nbsn_arch:
             raise ConfigError(f"--resume: {path} holds an {ckpt.get('nbsn_arch')!r} NBSN, this run trains "
                               f"{self.nbsn_arch!r}; match --nbsn")
+        saved = ckpt.get("nbsn_config", self.nbsn_config)
+        differ = sorted(k for k in {*saved, *self.nbsn_config} if saved.get(k) != self.nbsn_config.get(k))
+        if differ:
+            raise ConfigError(f"--resume: the NBSN in {path} was built with other settings ({', '.join(differ)}) "
+                              "than this run's (a fine-tuning run resumes with the same --init)")
         self.pair.bsn.load_state_dict(ckpt["bsn"])
         self.pair.nbsn.load_state_dict(ckpt["nbsn"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
@@ -291,12 +371,17 @@ class Trainer:
             f.write(json.dumps(row) + "\n")
 
     def checkpoint(self, name: str = "last.pt") -> Path:
-        ckpt = {
+        path = self.run_dir / name
+        _atomic_save(self.checkpoint_state(), path)
+        return path
+
+    def checkpoint_state(self) -> dict:
+        return {
             "bsn": self.pair.bsn.state_dict(),
             "nbsn": self.pair.nbsn.state_dict(),
             "nbsn_arch": self.nbsn_arch,
-            "nbsn_config": _model_config(self.nbsn_arch),
-            "bsn_config": _model_config("bsn"),
+            "nbsn_config": self.nbsn_config,
+            "bsn_config": self.bsn_config,
             "optimizer": self.optimizer.state_dict(),
             "step": self.step,
             "args": asdict(self.cfg),
@@ -306,8 +391,21 @@ class Trainer:
             "sampler_state": self.sampler.state(),
             "torch_rng": torch.get_rng_state(),
         }
-        path = self.run_dir / name
-        _atomic_save(ckpt, path)
+
+    def save_adapted(self) -> Path:
+        """RUN_DIR/adapted.pt: the NBSN as a weights file (loads with `load_model`/--model PATH), and
+        its BSN beside it as adapted-bsn.pt, so a later fine-tuning run continues both."""
+        from ..models import bsn_path_for, save_weights
+        from .export import weights_meta
+
+        ckpt = self.checkpoint_state()
+        meta = weights_meta(ckpt)
+        meta["init"] = self.cfg.init
+        if not math.isfinite(self.best_psnr):
+            meta["train_val_psnr_nbsn_best"] = None  # no ground truth to validate on
+        path = self.run_dir / "adapted.pt"
+        save_weights(path, self.pair.nbsn, self.nbsn_arch, self.nbsn_config, meta)
+        save_weights(bsn_path_for(path), self.pair.bsn, "bsn", self.bsn_config, meta)
         return path
 
     # ----------------------------------------------------------------- the work
@@ -329,11 +427,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         label = self._label(x, self.cfg.tfi_search, self.cfg.tfi_fallback)
-        weight = None
-        if self.cfg.light_weighting:
-            # relative error at every light level: a crop firing 0.01 counts as much as one firing 0.6
-            weight = 1.0 / (x.mean(dim=(1, 2, 3), keepdim=True) + 0.005) ** 2
-            weight = weight / weight.mean()
+        weight = light_weight(x) if self.cfg.light_weighting else None
         teacher_out = None
         with self.autocast():
             bsn_out, nbsn_out = self.model(x)
@@ -407,7 +501,7 @@ class Trainer:
         if main and cfg.progress:
             from tqdm import tqdm
 
-            bar = tqdm(total=cfg.steps, initial=self.step, desc=f"ssml-train {cfg.nbsn}", unit="step",
+            bar = tqdm(total=cfg.steps, initial=self.step, desc=f"ssml-train {self.nbsn_name}", unit="step",
                        dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30.0,
                        file=sys.stderr)
         last_val = None
@@ -423,8 +517,8 @@ class Trainer:
                 self.log(avg)
                 running = []
                 if bar is not None:
-                    post = {"loss": f"{avg['loss']:.2e}"}
-                    if last_val:
+                    post = {"loss": f"{avg['loss']:.2e}"}  # the self-supervised loss
+                    if last_val and math.isfinite(last_val["psnr_nbsn"]):
                         post["psnr"] = f"{last_val['psnr_nbsn']:.2f}"
                     bar.set_postfix(post, refresh=False)
             if bar is not None:
@@ -437,7 +531,7 @@ class Trainer:
                 if last_val["psnr_nbsn"] > self.best_psnr:
                     self.best_psnr = last_val["psnr_nbsn"]
                     self.checkpoint("best.pt")
-                if bar is not None:
+                if bar is not None and math.isfinite(last_val["psnr_nbsn"]):
                     bar.set_postfix(loss=f"{terms['loss']:.2e}", psnr=f"{last_val['psnr_nbsn']:.2f}")
                 plot_curves(self.run_dir)
             if main and (self.step % ckpt_every == 0 or done):
@@ -448,6 +542,8 @@ class Trainer:
             bar.close()
         result = {"step": self.step, "elapsed_s": self.elapsed_s(), "stopped_by_time": stop,
                   "last_val": last_val, "run_dir": str(self.run_dir)}
+        if main and cfg.init:
+            result["adapted"] = str(self.save_adapted())
         if main:
             self.log({"kind": "done", **{k: v for k, v in result.items() if k != "last_val"}})
         return result
