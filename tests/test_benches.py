@@ -1,8 +1,13 @@
-"""Smoke runs of `ssml-bench unpack` and `ssml-bench ingest` with tiny sizes (numbers are not checked
-against targets here: CI machines are shared)."""
+"""Smoke runs of `ssml-bench unpack`, `ingest` and `scaling` with tiny sizes, and bench/gpu_check.sh's
+no-GPU path (numbers are not checked against targets here: CI machines are shared)."""
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+import torch
 
 from ssml_stream.bench.cli import main as bench_main
 
@@ -65,3 +70,20 @@ def test_scaling_bench_rejects_bad_sizes(capsys):
     assert bench_main(["scaling", "--sizes", "250by400"]) == 2
     assert "expected HxW" in capsys.readouterr().err
     assert bench_main(["scaling", "--windows", "40"]) == 2
+
+
+GPU_CHECK = Path(__file__).resolve().parents[1] / "bench" / "gpu_check.sh"
+
+
+def test_gpu_check_script_is_valid_bash():
+    assert subprocess.run(["bash", "-n", str(GPU_CHECK)]).returncode == 0
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="with a GPU the script runs its 6-minute benchmarks")
+def test_gpu_check_without_cuda_says_so_and_runs_nothing(tmp_path):
+    out = tmp_path / "gpu"
+    proc = subprocess.run(["bash", str(GPU_CHECK)], env={**os.environ, "OUT": str(out), "PYTHON": sys.executable},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("gpu_check: error: no CUDA device is available") and "Nothing was run" in proc.stderr
+    assert not out.exists()
