@@ -48,8 +48,8 @@ step() {  # step NAME LIMIT_S COMMAND...
 step model 90 "$PY" -m ssml_stream.bench.cli model --device cuda --iters 50 --full-iters 10 \
     --json "$DEST/model-cuda.json"
 step compare 60 "$PY" -m ssml_stream.bench.cli compare --device cuda --iters 5 --json "$DEST/compare-cuda.json"
-# pipeline rows pick CUDA themselves (load_model "auto"): 2 rows x 40 s of stream
-step pipeline 110 "$PY" -m ssml_stream.bench.cli pipeline --seconds 40 --segments 2 --rows rt-0 rt-4 \
+# pipeline rows pick CUDA themselves (load_model "auto"): 2 rows x 30 s of stream
+step pipeline 110 "$PY" -m ssml_stream.bench.cli pipeline --seconds 30 --segments 2 --rows rt-0 rt-4 \
     --json "$DEST/pipeline-cuda.json"
 step offline 70 "$PY" - "$DEST" <<'EOF'
 """Offline (file at --speed max, lossless): windows/s of both shipped models on CUDA, via ssml-stream."""
