@@ -25,7 +25,7 @@ import numba
 import numpy as np
 
 from ..errors import ConfigError
-from ..formats import FrameGeometry
+from ..formats import RATE_GAIN, FrameGeometry
 from .base import Driver, DriverOptions, SourceInfo
 from .pacing import check_speed, replay
 from .scenes import DEFAULT_PERIOD_S, SCENE_CLASSES, Scene, SceneConfig, make_scene
@@ -33,7 +33,6 @@ from .scenes import DEFAULT_PERIOD_S, SCENE_CLASSES, Scene, SceneConfig, make_sc
 SCENES = tuple(SCENE_CLASSES)
 DEFAULT_SCENE = "shapes"
 DEFAULT_KEY_HZ = 1000.0
-DEFAULT_RATE_GAIN = 0.6
 
 
 @dataclass(frozen=True)
@@ -66,7 +65,7 @@ class SimNoise:
 class SimResult:
     packed: np.ndarray                           # n x frame_bytes uint8, .dat layout
     gt: dict = field(default_factory=dict)       # frame index in `packed` -> H x W float32 intensity [0, 1]
-    rate_gain: float = DEFAULT_RATE_GAIN
+    rate_gain: float = RATE_GAIN
 
 
 # ------------------------------------------------------------------------------------------------ kernel
@@ -220,7 +219,7 @@ class Simulator:
     """Stateful integrate-and-fire over a scene; `run(n)` continues where the last call stopped."""
 
     def __init__(self, spec: str | Scene = DEFAULT_SCENE, *, height: int = 250, width: int = 400,
-                 rate_hz: float = 40000.0, rate_gain: float = DEFAULT_RATE_GAIN, seed: int = 0,
+                 rate_hz: float = 40000.0, rate_gain: float = RATE_GAIN, seed: int = 0,
                  noise: SimNoise | None = None, start_frame: int = 0, key_hz: float = DEFAULT_KEY_HZ,
                  period_s: float = DEFAULT_PERIOD_S, duration_s: float = 1.0, scene_options: dict | None = None,
                  parallel: bool = True):
@@ -303,7 +302,7 @@ class Simulator:
 
 
 def simulate(spec: str, n_frames: int, *, height: int = 250, width: int = 400, rate_hz: float = 40000.0,
-             rate_gain: float = DEFAULT_RATE_GAIN, seed: int = 0, noise: SimNoise | None = None,
+             rate_gain: float = RATE_GAIN, seed: int = 0, noise: SimNoise | None = None,
              gt_frames: Sequence[int] = (), start_frame: int = 0, key_hz: float = DEFAULT_KEY_HZ,
              period_s: float = DEFAULT_PERIOD_S, scene_options: dict | None = None) -> SimResult:
     """Simulate frames start_frame .. start_frame + n_frames - 1 of a scene.
@@ -350,7 +349,7 @@ class SimCamera(Driver):
         t0 = time.perf_counter()
         scene_options = {k: extra[k] for k in ("pan", "zoom", "rotate_deg", "video_fps") if k in extra}
         sim = Simulator(spec, height=options.height, width=options.width, rate_hz=options.rate_hz,
-                        rate_gain=float(extra.get("rate_gain", DEFAULT_RATE_GAIN)), seed=options.seed,
+                        rate_gain=float(extra.get("rate_gain", RATE_GAIN)), seed=options.seed,
                         noise=noise, key_hz=float(extra.get("key_hz", DEFAULT_KEY_HZ)),
                         period_s=n_loop / options.rate_hz, duration_s=loop_s, scene_options=scene_options)
         self.loop = sim.run(n_loop).packed

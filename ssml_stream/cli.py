@@ -14,7 +14,7 @@ from .cli_common import (OneLineParser, cli_entry, nonneg_float, nonneg_int, pos
                          speed)
 from .errors import ConfigError
 from .arrays import SpikeArray
-from .formats import DEFAULT_RATE_HZ, DatWriter, FrameGeometry, open_writer, read_spikes, stored_width_for
+from .formats import DEFAULT_RATE_HZ, RATE_GAIN, DatWriter, FrameGeometry, open_writer, read_spikes, stored_width_for
 
 
 def _int_list(text: str) -> list[int]:
@@ -49,7 +49,7 @@ SIM_EXAMPLES = """  ssml-sim out.dat                                   # 0.5 s o
 
 
 def _sim_parser() -> OneLineParser:
-    from .drivers.sim import DEFAULT_KEY_HZ, DEFAULT_RATE_GAIN, SCENES
+    from .drivers.sim import DEFAULT_KEY_HZ, SCENES
     p = _parser("ssml-sim", "Simulate an integrate-and-fire spiking camera: write a .dat and ground-truth "
                             "intensity (.npz with frames, intensity, rate_gain).", SIM_EXAMPLES)
     p.add_argument("out", metavar="OUT.dat", help="spike file to write")
@@ -60,8 +60,8 @@ def _sim_parser() -> OneLineParser:
     n.add_argument("--seconds", type=positive_float, help="stream time to simulate (default 0.5)")
     p.add_argument("--start-frame", type=nonneg_int, default=0, help="first frame index of the scene (default 0)")
     _add_geometry(p, stored=False)
-    p.add_argument("--rate-gain", type=positive_float, default=DEFAULT_RATE_GAIN,
-                   help=f"spikes per frame at intensity 1 (default {DEFAULT_RATE_GAIN})")
+    p.add_argument("--rate-gain", type=positive_float, default=RATE_GAIN,
+                   help=f"spikes per frame at intensity 1 (default {RATE_GAIN})")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--key-hz", type=positive_float, default=DEFAULT_KEY_HZ,
                    help=f"scene key frames per second, interpolated in between (default {DEFAULT_KEY_HZ:g})")
@@ -240,8 +240,8 @@ def info_main(argv=None) -> int:
     p.add_argument("path", metavar="FILE.dat|FILE.npy|FILE.npz")
     _add_geometry(p)
     p.add_argument("--allow-truncated", action="store_true", help="ignore a partial last frame")
-    p.add_argument("--rate-gain", type=positive_float, default=0.6,
-                   help="firing rate at intensity 1, for the mean intensity line (default 0.6)")
+    p.add_argument("--rate-gain", type=positive_float, default=RATE_GAIN,
+                   help=f"firing rate at intensity 1, for the mean intensity line (default {RATE_GAIN})")
     args = p.parse_args(argv)
     spikes = read_spikes(args.path, args.height, args.width, stored_width=args.stored_width,
                          allow_truncated=args.allow_truncated)

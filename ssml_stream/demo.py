@@ -18,11 +18,12 @@ import threading
 import numpy as np
 
 from .cli_common import cli_entry
+from .display import DEFAULT_RATE_NORM
 from .errors import ModelError
 
 
 def contact_sheet(frames: np.ndarray, centers: np.ndarray, path: str, rows: int = 3, cols: int = 3,
-                  rate_norm: float = 0.6) -> int:
+                  rate_norm: float = DEFAULT_RATE_NORM) -> int:
     """Tile rows x cols evenly spaced frames (firing rate -> 8-bit via rate_norm) with their centre index."""
     import cv2
     n = min(len(frames), rows * cols)

@@ -1,9 +1,8 @@
 """Firing rate -> 8-bit display image, applied only at the edge (publisher u1 format, viewer, PNG, video).
 
 Reconstructions are firing rates in spikes per frame (docs/formats.md#windows-and-firing-rate). For
-display a rate is divided by a rate norm (0.6 by default, the simulator's and REDS_BASE's rate gain, so
-a fully lit pixel maps to 1.0),
-multiplied by a gain, clipped to [0, 1] and raised to 1 / gamma (gamma > 1 brightens dark regions):
+display a rate is divided by a rate norm (default: the rate gain `formats.RATE_GAIN`, so a fully lit
+pixel maps to 1.0), multiplied by a gain, clipped to [0, 1] and raised to 1 / gamma (> 1 brightens darks):
 
     u1 = round(255 * clip(gain * rate / rate_norm, 0, 1) ** (1 / gamma))
 
@@ -18,8 +17,9 @@ import numba
 import numpy as np
 
 from .errors import ConfigError
+from .formats import RATE_GAIN
 
-DEFAULT_RATE_NORM = 0.6
+DEFAULT_RATE_NORM = RATE_GAIN
 
 
 @dataclass(frozen=True)

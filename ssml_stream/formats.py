@@ -24,6 +24,7 @@ from . import unpack
 DEFAULT_HEIGHT = 250
 DEFAULT_WIDTH = 400
 DEFAULT_RATE_HZ = 40_000.0
+RATE_GAIN = 0.6  # firing rate at intensity 1 (spikes/frame): REDS_BASE and the simulator (docs/formats.md#ground-truth)
 RAW_EXTRA_COLUMNS = 16  # some raw captures store 416 columns per row for a 400-wide sensor
 
 

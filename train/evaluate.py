@@ -7,7 +7,7 @@ Sources:
   from training's (other textures and object paths): the window centred on frame 150 of a 301-frame
   clip against the simulator's intensity for that frame.
 
-Reconstructions are firing rates; they are compared as intensity = clip(rate / 0.6, 0, 1).
+Reconstructions are firing rates, compared as intensity = clip(rate / rate_gain, 0, 1) (rate_gain 0.6).
 Baselines: TFP41 (mean of the 41 frames) and TFI (nearest spikes around the centre, search 20,
 fallback 40). "Best classical baseline" is, per source, the better of the two; a model's margin is
 its PSNR minus that, averaged over sources. SSIM: Wang et al. 2004 with a Gaussian 11x11 window
@@ -27,6 +27,7 @@ import numpy as np
 
 from ..cli_common import cli_entry
 from ..errors import ConfigError, ModelError
+from ..formats import RATE_GAIN
 from ..model_files import load_exported, load_torchscript
 from .data import WINDOW_FRAMES, DatOptions, load_dat_recording, find_dat_files
 from .metrics import psnr, rate_to_intensity, ssim
@@ -48,7 +49,7 @@ class EvalSource:
     name: str
     window: np.ndarray  # 41 x H x W uint8
     gt: np.ndarray  # H x W intensity [0, 1]
-    rate_gain: float = 0.6
+    rate_gain: float = RATE_GAIN
 
 
 def reds_sources(paths, options: DatOptions = DatOptions()) -> list[EvalSource]:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..features import psnr
+from ..formats import RATE_GAIN
 
 __all__ = ["psnr", "ssim", "rate_to_intensity"]
 
 
-def rate_to_intensity(rate: np.ndarray, rate_gain: float = 0.6) -> np.ndarray:
+def rate_to_intensity(rate: np.ndarray, rate_gain: float = RATE_GAIN) -> np.ndarray:
     """Firing rate (spikes/frame) -> intensity in [0, 1] under the rate = gain x intensity model."""
     return np.clip(np.asarray(rate, np.float32) / rate_gain, 0.0, 1.0)
 
