@@ -7,7 +7,8 @@ weights and activations in eval mode by itself, and its bf16 row is the runtime'
 path (eager under autocast). Each CPU row sets the torch thread count explicitly. The variants of one model run interleaved (round-robin), so load changes
 hit all alike. Median and best-of-N are both reported: on a shared machine the best time is the
 better estimate of the model's own cost, the median shows what contention does.
-Also reports the max abs difference of the bf16 output from fp32 (random weights unless --weights).
+Also reports the max abs difference of each variant's output from eager fp32 (random weights unless
+--weights gives weights for that arch).
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def parse_args(argv):
     p = argparse.ArgumentParser(prog="ssml-bench model", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="examples:\n  ssml-bench model\n  ssml-bench model --arch rt --threads 2 "
-                                       "--iters 100\n  ssml-bench model --weights ssml --json out/model.json\n"
+                                       "--iters 100\n  ssml-bench model --weights ssml ssml-full --json out/model.json\n"
                                        "  ssml-bench model --device cuda --full-iters 10")
     p.add_argument("--arch", nargs="+", default=["rt", "nbsn"], choices=["rt", "nbsn"])
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2], help="torch thread counts (one row set each)")
@@ -41,7 +42,8 @@ def parse_args(argv):
     p.add_argument("--full-variants", nargs="+", choices=VARIANTS,
                    help=f"full-NBSN variants (default: {' '.join(FULL_VARIANTS)}; on cuda as for rt)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--weights", default=None, help="weights name/path for the rt rows (default: random init)")
+    p.add_argument("--weights", nargs="+", default=[],
+                   help="weights names/paths; each is used for the rows of its arch (default: random init)")
     p.add_argument("--json", default="bench_results/model.json")
     args = p.parse_args(argv)
     if min(args.threads) < 1 or args.iters < 1 or args.full_iters < 1:
@@ -134,13 +136,14 @@ def main(argv=None) -> int:
 
     x = (torch.rand(1, 41, args.height, args.width, generator=torch.Generator().manual_seed(0)) < 0.15).float()
     x = x.to(args.device)
+    weights = {}
+    for name in args.weights:
+        model, meta = load_weights(name)
+        weights[meta["arch"]] = (model, name)
     rows = []
     for arch in args.arch:
         torch.manual_seed(0)
-        if arch == "rt" and args.weights:
-            model, _ = load_weights(args.weights)
-        else:
-            model = build_model(arch).eval()
+        model = weights[arch][0] if arch in weights else build_model(arch).eval()
         params = sum(p.numel() for p in model.parameters())
         gmac = gmac_per_frame(model, args.height, args.width)
         model = model.to(args.device)
@@ -159,7 +162,7 @@ def main(argv=None) -> int:
                              "ms_median": round(median, 2), "ms_best": round(best, 2),
                              "fps_best": round(1e3 / best, 1), "max_abs_diff": diff})
     report("model", rows, args.json, extra={"shape": [1, 41, args.height, args.width], "device": _device_name(args),
-                                            "weights": args.weights or "random init",
+                                            "weights": {a: w for a, (_, w) in weights.items()} or "random init",
                                             "load_average": list(os.getloadavg())})
     return 0
 
