@@ -15,6 +15,7 @@ replays it paced like a file; at the wrap each pixel's spike phase jumps once (t
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 import time
@@ -25,7 +26,7 @@ import numba
 import numpy as np
 
 from ..errors import ConfigError
-from ..formats import RATE_GAIN, FrameGeometry
+from ..formats import DEFAULT_HEIGHT, DEFAULT_RATE_HZ, DEFAULT_WIDTH, RATE_GAIN, FrameGeometry
 from .base import Driver, DriverOptions, SourceInfo
 from .pacing import check_speed, replay
 from .scenes import DEFAULT_PERIOD_S, SCENE_CLASSES, Scene, SceneConfig, make_scene
@@ -59,6 +60,31 @@ class SimNoise:
             return cls(**{k: float(v) for k, v in d.items()})
         except (TypeError, ValueError):
             raise ConfigError(f"noise options must be numbers, got {d}") from None
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """The simulated camera; change one with `dataclasses.replace(config, seed=1)`."""
+
+    height: int = DEFAULT_HEIGHT
+    width: int = DEFAULT_WIDTH
+    rate_hz: float = DEFAULT_RATE_HZ     # spike frames per second
+    rate_gain: float = RATE_GAIN          # firing rate (spikes per frame) at intensity 1
+    seed: int = 0
+    noise: SimNoise = SimNoise()
+    key_hz: float = DEFAULT_KEY_HZ        # scene key frames per second of scene time
+    period_s: float = DEFAULT_PERIOD_S    # built-in scenes and image motion repeat after this
+    start_frame: int = 0                  # first frame simulated (the scene continues from there)
+
+    def __post_init__(self):
+        FrameGeometry(self.height, self.width)  # positive, whole bytes per frame
+        if not (self.rate_hz > 0 and self.key_hz > 0 and self.period_s > 0):
+            raise ConfigError(f"rate_hz, key_hz and period_s must be positive, got {self.rate_hz}, {self.key_hz}, "
+                              f"{self.period_s}")
+        if not 0 < self.rate_gain <= 1:
+            raise ConfigError(f"rate_gain must be in (0, 1] spikes per frame, got {self.rate_gain}")
+        if self.start_frame < 0:
+            raise ConfigError(f"start_frame must be >= 0, got {self.start_frame}")
 
 
 @dataclass
@@ -107,79 +133,43 @@ def _poisson_small(lam, z):
 
 
 @numba.njit(nogil=True, cache=True, inline="always")
-def _poisson(lam, key):
-    """A Poisson(lam) photon count from one hashed counter: exact inversion below SMALL_LAMBDA; above, a
-    normal with the same mean and variance (not rounded: the accumulator only needs the first two
-    moments to be right, and it keeps the common case cheap)."""
-    z = _hash(key)
-    if lam < SMALL_LAMBDA:
-        return _poisson_small(lam, z)
-    return np.float32(lam + math.sqrt(lam) * _normal(z))
-
-
-@numba.njit(nogil=True, cache=True)
-def integrate_fire(key0, key1, alphas, frame_ids, acc, threshold, dark, gain, photons, seed, spikes, out):
-    """Simulate len(alphas) frames into out (n x H*W/8 packed bytes, .dat layout).
-
-    Intensity of frame i = key0 + alphas[i] * (key1 - key0) (H x W, image orientation). acc, threshold
-    and dark (H x W float32) are per-pixel state; photons > 0 draws Poisson photon counts keyed by
-    (seed, frame_ids[i], pixel), so results do not depend on how a run is split into calls.
-    spikes is a scratch row of W rounded up to a multiple of 8 bytes.
-    """
-    h, w = key0.shape
-    n_pix = np.uint64(h * w)
-    aligned = w % 8 == 0
-    words = spikes.view(np.uint64)
-    for i in range(alphas.shape[0]):
-        a = np.float32(alphas[i])
-        row = out[i]
-        frame_key = (np.uint64(frame_ids[i]) * n_pix) ^ (seed * np.uint64(0xA24BAED4963EE407))
-        byte = 0
-        for fr in range(h):  # file row fr holds image row h - 1 - fr
-            r = h - 1 - fr
-            k0, k1, ac, th, dk = key0[r], key1[r], acc[r], threshold[r], dark[r]
-            if photons > 0.0:
-                base_key = frame_key + np.uint64(fr * w)
-                for c in range(w):
-                    lam = (gain * (k0[c] + a * (k1[c] - k0[c])) + dk[c]) * photons
-                    v = ac[c] + _poisson(lam, base_key + np.uint64(c)) / photons
-                    s = v >= th[c]
-                    ac[c] = v - th[c] * s
-                    spikes[c] = s
-            else:
-                for c in range(w):  # branch-free so LLVM vectorises it
-                    v = ac[c] + gain * (k0[c] + a * (k1[c] - k0[c])) + dk[c]
-                    s = v >= th[c]
-                    ac[c] = v - th[c] * s
-                    spikes[c] = s
-            if aligned:
-                o = fr * (w >> 3)
-                for j in range(w >> 3):
-                    row[o + j] = (words[j] * _PACK8) >> np.uint64(56)
-            else:
-                for c in range(w):
-                    p = fr * w + c
-                    byte |= spikes[c] << (p & 7)
-                    if p & 7 == 7:
-                        row[p >> 3] = byte
-                        byte = 0
+def _photon_noise(inc, lam, photons, base_key):
+    """Replace each mean increment inc[c] by Poisson(lam) / photons with lam = inc[c] * photons, drawn
+    from the hashed counter base_key + c: exact inversion below SMALL_LAMBDA; above, a normal with the
+    same mean and variance (not rounded: the accumulator only needs the first two moments to be right).
+    Two passes (normal everywhere, then exact where lam is small) so the common case vectorises."""
+    small = 0
+    for c in range(inc.shape[0]):
+        lam[c] = inc[c] * photons
+        small += lam[c] < SMALL_LAMBDA
+        g = _normal(_hash(base_key + np.uint64(c)))
+        inc[c] = (lam[c] + math.sqrt(max(lam[c], np.float32(0.0))) * g) / photons
+    if small:
+        for c in range(inc.shape[0]):
+            if lam[c] < SMALL_LAMBDA:
+                inc[c] = _poisson_small(lam[c], _hash(base_key + np.uint64(c))) / photons
 
 
 def _fire_rows_impl(key0, key1, alphas, frame_ids, acc, threshold, dark, gain, photons, seed, out):
-    """integrate_fire for widths that are a multiple of 8, row by row: each file row is a whole number
-    of bytes, so rows are independent (parallel-safe) and a row's state stays in L1 across frames.
-    Photon noise runs in passes (branch-free normal counts, then exact counts where lam is small) so
-    the common case vectorises; the counts equal `_poisson`'s."""
+    """Simulate len(alphas) frames into out (n x H * ceil(W/8) bytes: the file rows of each frame, each
+    padded to whole bytes), row by row: rows are independent (parallel-safe) and a row's state stays
+    in L1 across frames.
+
+    Intensity of frame i = key0 + alphas[i] * (key1 - key0) (H x W, image orientation). acc, threshold
+    and dark (H x W float32) are per-pixel state; photons > 0 draws photon counts keyed by
+    (seed, frame_ids[i], pixel), so results do not depend on how a run is split into calls.
+    """
     h, w = key0.shape
     n = alphas.shape[0]
     n_pix = np.uint64(h * w)
     seed_key = seed * np.uint64(0xA24BAED4963EE407)
-    row_bytes = w >> 3
+    row_bytes = (w + 7) >> 3
     for fr in numba.prange(h):  # file row fr holds image row h - 1 - fr
         r = h - 1 - fr
-        spikes = np.zeros(w, np.uint8)
+        spikes = np.zeros(row_bytes * 8, np.uint8)
         words = spikes.view(np.uint64)
         inc = np.zeros(w, np.float32)
+        lam = np.zeros(w, np.float32)
         k0, k1, ac, th, dk = key0[r], key1[r], acc[r], threshold[r], dark[r]
         o = fr * row_bytes
         for i in range(n):
@@ -187,18 +177,7 @@ def _fire_rows_impl(key0, key1, alphas, frame_ids, acc, threshold, dark, gain, p
             for c in range(w):
                 inc[c] = gain * (k0[c] + a * (k1[c] - k0[c])) + dk[c]
             if photons > 0.0:
-                base_key = ((np.uint64(frame_ids[i]) * n_pix) ^ seed_key) + np.uint64(fr * w)
-                small = 0
-                for c in range(w):
-                    lam = inc[c] * photons
-                    small += lam < SMALL_LAMBDA
-                    g = _normal(_hash(base_key + np.uint64(c)))
-                    inc[c] = (lam + math.sqrt(max(lam, np.float32(0.0))) * g) / photons
-                if small:
-                    for c in range(w):
-                        lam = (gain * (k0[c] + a * (k1[c] - k0[c])) + dk[c]) * photons
-                        if lam < SMALL_LAMBDA:
-                            inc[c] = _poisson_small(lam, _hash(base_key + np.uint64(c))) / photons
+                _photon_noise(inc, lam, photons, ((np.uint64(frame_ids[i]) * n_pix) ^ seed_key) + np.uint64(fr * w))
             for c in range(w):
                 v = ac[c] + inc[c]
                 s = v >= th[c]
@@ -216,55 +195,48 @@ fire_rows_parallel = numba.njit(nogil=True, cache=True, parallel=True)(_fire_row
 # ------------------------------------------------------------------------------------------------ simulate
 
 class Simulator:
-    """Stateful integrate-and-fire over a scene; `run(n)` continues where the last call stopped."""
+    """Stateful integrate-and-fire over a scene; `run(n)` continues where the last call stopped.
 
-    def __init__(self, spec: str | Scene = DEFAULT_SCENE, *, height: int = 250, width: int = 400,
-                 rate_hz: float = 40000.0, rate_gain: float = RATE_GAIN, seed: int = 0,
-                 noise: SimNoise | None = None, start_frame: int = 0, key_hz: float = DEFAULT_KEY_HZ,
-                 period_s: float = DEFAULT_PERIOD_S, duration_s: float = 1.0, scene_options: dict | None = None,
-                 parallel: bool = True):
+    spec: a name in SCENES, an image or video path (`scene_options`: pan, zoom, rotate_deg or
+    video_fps; a video is read for `duration_s` of scene time), or a `Scene`.
+    """
+
+    def __init__(self, spec: str | Scene = DEFAULT_SCENE, config: SimConfig = SimConfig(), *,
+                 duration_s: float = 1.0, scene_options: dict | None = None, parallel: bool = True):
+        self.config = c = config
         self.parallel = parallel
-        self.geometry = FrameGeometry(height, width)
-        if not (rate_hz > 0 and key_hz > 0 and period_s > 0):
-            raise ConfigError(f"rate_hz, key_hz and period_s must be positive, got {rate_hz}, {key_hz}, {period_s}")
-        if not 0 < rate_gain <= 1:
-            raise ConfigError(f"rate_gain must be in (0, 1] spikes per frame, got {rate_gain}")
-        if start_frame < 0:
-            raise ConfigError(f"start_frame must be >= 0, got {start_frame}")
-        self.h, self.w = height, width
-        self.rate_hz, self.rate_gain, self.key_hz, self.seed = float(rate_hz), float(rate_gain), float(key_hz), seed
-        self.noise = noise or SimNoise()
+        self.geometry = FrameGeometry(c.height, c.width)
         if isinstance(spec, Scene):
             self.scene = spec
         else:
-            self.scene = make_scene(spec, SceneConfig(height, width, period_s, seed),
-                                    duration_s=duration_s + start_frame / rate_hz, **(scene_options or {}))
-        rng = np.random.default_rng(seed)
-        thr = np.ones((height, width), np.float32)
-        if self.noise.threshold_sigma > 0:
-            thr += self.noise.threshold_sigma * rng.standard_normal((height, width)).astype(np.float32)
+            self.scene = make_scene(spec, SceneConfig(c.height, c.width, c.period_s, c.seed),
+                                    duration_s=duration_s + c.start_frame / c.rate_hz, **(scene_options or {}))
+        rng = np.random.default_rng(c.seed)
+        thr = np.ones((c.height, c.width), np.float32)
+        if c.noise.threshold_sigma > 0:
+            thr += c.noise.threshold_sigma * rng.standard_normal((c.height, c.width)).astype(np.float32)
             thr = np.maximum(thr, 0.2).astype(np.float32)
         self.threshold = thr
-        self.acc = (rng.random((height, width), dtype=np.float32) * thr).astype(np.float32)
-        self.dark = np.full((height, width), self.noise.dark_rate, np.float32)
-        self._spikes = np.zeros(-(-width // 8) * 8, np.uint8)
-        self.frame = start_frame  # next frame index to simulate
+        self.acc = (rng.random((c.height, c.width), dtype=np.float32) * thr).astype(np.float32)
+        self.dark = np.full((c.height, c.width), c.noise.dark_rate, np.float32)
+        self.frame = c.start_frame  # next frame index to simulate
         self._keys: dict[int, np.ndarray] = {}
 
     @property
     def frames_per_key(self) -> float:
-        return self.rate_hz / self.key_hz
+        return self.config.rate_hz / self.config.key_hz
 
     def _key(self, k: int) -> np.ndarray:
         if k not in self._keys:
             if len(self._keys) > 4:
                 self._keys.pop(min(self._keys))
-            img = self.scene.intensity(k / self.key_hz)
+            img = self.scene.intensity(k / self.config.key_hz)
             self._keys[k] = np.ascontiguousarray(np.clip(img, 0.0, 1.0), dtype=np.float32)
         return self._keys[k]
 
     def run(self, n_frames: int, out: np.ndarray | None = None, gt_frames: Sequence[int] = ()) -> SimResult:
         """Simulate the next n_frames; gt_frames are indices into this result (0 .. n_frames - 1)."""
+        c = self.config
         fb = self.geometry.frame_bytes
         if out is None:
             out = np.empty((n_frames, fb), np.uint8)
@@ -275,6 +247,8 @@ class Simulator:
             if not 0 <= int(g) < n_frames:
                 raise ConfigError(f"ground-truth frame {g} is outside the {n_frames} simulated frames")
             want_gt.setdefault(int(g), None)
+        kernel = fire_rows_parallel if self.parallel else fire_rows
+        row_bytes = -(-c.width // 8)
         fpk = self.frames_per_key
         pos = 0
         gt = {}
@@ -286,35 +260,35 @@ class Simulator:
             ids = np.arange(self.frame + pos, self.frame + end, dtype=np.int64)
             alphas = (ids / fpk - k).astype(np.float32)
             k0, k1 = self._key(k), self._key(k + 1)
-            args = (k0, k1, alphas, ids, self.acc, self.threshold, self.dark, np.float32(self.rate_gain),
-                    np.float32(self.noise.photons_per_spike), np.uint64(self.seed & 0xFFFFFFFFFFFFFFFF))
-            if self.w % 8 == 0:
-                (fire_rows_parallel if self.parallel else fire_rows)(*args, out[pos:end])
-            else:
-                integrate_fire(*args, self._spikes, out[pos:end])
+            # rows of a width that is not a multiple of 8 share bytes: simulate byte-padded rows, then pack
+            rows = out[pos:end] if c.width % 8 == 0 else np.empty((end - pos, c.height * row_bytes), np.uint8)
+            kernel(k0, k1, alphas, ids, self.acc, self.threshold, self.dark, np.float32(c.rate_gain),
+                   np.float32(c.noise.photons_per_spike), np.uint64(c.seed & 0xFFFFFFFFFFFFFFFF), rows)
+            if c.width % 8:
+                bits = np.unpackbits(rows.reshape(end - pos, c.height, row_bytes), axis=2, count=c.width,
+                                     bitorder="little")
+                out[pos:end] = np.packbits(bits.reshape(end - pos, -1), axis=1, bitorder="little")
             for g in want_gt:
                 if pos <= g < end:
                     a = np.float32(alphas[g - pos])
                     gt[g] = (k0 + a * (k1 - k0)).astype(np.float32)
             pos = end
         self.frame += n_frames
-        return SimResult(out, gt, self.rate_gain)
+        return SimResult(out, gt, c.rate_gain)
 
 
-def simulate(spec: str, n_frames: int, *, height: int = 250, width: int = 400, rate_hz: float = 40000.0,
-             rate_gain: float = RATE_GAIN, seed: int = 0, noise: SimNoise | None = None,
-             gt_frames: Sequence[int] = (), start_frame: int = 0, key_hz: float = DEFAULT_KEY_HZ,
-             period_s: float = DEFAULT_PERIOD_S, scene_options: dict | None = None) -> SimResult:
-    """Simulate frames start_frame .. start_frame + n_frames - 1 of a scene.
+def simulate(spec: str, n_frames: int, config: SimConfig = SimConfig(), *, gt_frames: Sequence[int] = (),
+             scene_options: dict | None = None, **changes) -> SimResult:
+    """Simulate frames start_frame .. start_frame + n_frames - 1 of a scene; `changes` are SimConfig
+    fields (height=..., seed=...) replaced in `config`.
 
     spec: a name in SCENES, an image path (periodic pan/zoom/rotate) or a video path. gt maps indices
     into the result (0-based, like packed) to the intensity used for that frame. Deterministic for a seed.
     """
     if n_frames < 0:
         raise ConfigError(f"n_frames must be >= 0, got {n_frames}")
-    sim = Simulator(spec, height=height, width=width, rate_hz=rate_hz, rate_gain=rate_gain, seed=seed,
-                    noise=noise, start_frame=start_frame, key_hz=key_hz, period_s=period_s,
-                    duration_s=n_frames / rate_hz, scene_options=scene_options)
+    config = dataclasses.replace(config, **changes)
+    sim = Simulator(spec, config, duration_s=n_frames / config.rate_hz, scene_options=scene_options)
     return sim.run(n_frames, gt_frames=gt_frames)
 
 
@@ -344,14 +318,13 @@ class SimCamera(Driver):
         n_loop = int(round(loop_s * options.rate_hz))
         if n_loop < 1:
             raise ConfigError(f"loop_s={loop_s} is shorter than one frame")
-        noise = extra.get("noise")
-        noise = noise if isinstance(noise, SimNoise) or noise is None else SimNoise.from_dict(noise)
+        noise = extra.get("noise") or {}
+        config = SimConfig(options.height, options.width, options.rate_hz, float(extra.get("rate_gain", RATE_GAIN)),
+                           options.seed, noise if isinstance(noise, SimNoise) else SimNoise.from_dict(noise),
+                           float(extra.get("key_hz", DEFAULT_KEY_HZ)), period_s=n_loop / options.rate_hz)
         t0 = time.perf_counter()
         scene_options = {k: extra[k] for k in ("pan", "zoom", "rotate_deg", "video_fps") if k in extra}
-        sim = Simulator(spec, height=options.height, width=options.width, rate_hz=options.rate_hz,
-                        rate_gain=float(extra.get("rate_gain", RATE_GAIN)), seed=options.seed,
-                        noise=noise, key_hz=float(extra.get("key_hz", DEFAULT_KEY_HZ)),
-                        period_s=n_loop / options.rate_hz, duration_s=loop_s, scene_options=scene_options)
+        sim = Simulator(spec, config, duration_s=loop_s, scene_options=scene_options)
         self.loop = sim.run(n_loop).packed
         self.startup_s = time.perf_counter() - t0
         self.frames_out = 0

@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..unpack import unpack
 from .scenes import Scene, SceneConfig, _to_gray_float
-from .sim import SimNoise, Simulator
+from .sim import SimConfig, SimNoise, Simulator
 
 CAMERA_HZ = 40000.0
 TEXTURES = ("leaves", "pink")
@@ -192,8 +192,7 @@ def render_clip(spec: ClipSpec, gt_frames=None) -> Clip:
                           spec.rpm, disk, disk_tex)
     noise = SimNoise(dark_rate=spec.dark_rate, threshold_sigma=spec.threshold_sigma,
                      photons_per_spike=spec.photons_per_spike)
-    sim = Simulator(scene, height=h, width=w, rate_hz=CAMERA_HZ, rate_gain=gain, seed=spec.seed, noise=noise,
-                    key_hz=CAMERA_HZ, duration_s=spec.n_frames / CAMERA_HZ)
+    sim = Simulator(scene, SimConfig(h, w, CAMERA_HZ, gain, spec.seed, noise, key_hz=CAMERA_HZ))
     centre = spec.n_frames // 2
     result = sim.run(spec.n_frames, gt_frames=sorted(gt_frames) if gt_frames is not None else [centre])
     frames = unpack(np.asarray(result.packed), h, w)

@@ -84,7 +84,7 @@ def _sim_parser() -> OneLineParser:
 
 @cli_entry("ssml-sim")
 def sim_main(argv=None) -> int:
-    from .drivers.sim import SimNoise, Simulator
+    from .drivers.sim import SimConfig, SimNoise, Simulator
     args = _sim_parser().parse_args(argv)
     n_frames = args.frames or max(1, int(round((args.seconds or 0.5) * args.rate)))
     if args.gt_every:
@@ -99,9 +99,9 @@ def sim_main(argv=None) -> int:
     gt_path = args.gt or os.path.splitext(args.out)[0] + ".npz"
     noise = SimNoise(args.dark_rate, args.threshold_sigma, args.photons_per_spike)
     t0 = time.perf_counter()
-    sim = Simulator(args.scene, height=args.height, width=args.width, rate_hz=args.rate, rate_gain=args.rate_gain,
-                    seed=args.seed, noise=noise, start_frame=args.start_frame, key_hz=args.key_hz,
-                    period_s=args.period, duration_s=n_frames / args.rate)
+    config = SimConfig(args.height, args.width, args.rate, args.rate_gain, args.seed, noise, args.key_hz, args.period,
+                       args.start_frame)
+    sim = Simulator(args.scene, config, duration_s=n_frames / args.rate)
     chunk = 4096
     buf = np.empty((chunk, sim.geometry.frame_bytes), np.uint8)
     gt_idx, gt_img = [], []

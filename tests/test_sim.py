@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ssml_stream.drivers import DriverOptions, open_driver
-from ssml_stream.drivers.sim import SCENES, SimNoise, Simulator, simulate
+from ssml_stream.drivers.sim import SCENES, SimConfig, SimNoise, Simulator, simulate
 from ssml_stream.errors import ConfigError, DriverError
 from ssml_stream.features import psnr, tfp
 from ssml_stream.formats import pack_frames
@@ -15,13 +15,13 @@ from ssml_stream.ring import Ring
 from ssml_stream.unpack import unpack
 
 
-def _reference(spec, n, h, w, seed=0, noise=None, **kw):
+def _reference(spec, n, config):
     """Numpy integrate-and-fire over the same per-frame intensities (no photon noise)."""
-    sim = Simulator(spec, height=h, width=w, seed=seed, noise=noise, **kw)
+    sim = Simulator(spec, config)
     acc, thr, dark = sim.acc.copy(), sim.threshold, sim.dark
-    gt = simulate(spec, n, height=h, width=w, seed=seed, noise=noise, gt_frames=range(n), **kw).gt
-    frames = np.zeros((n, h, w), np.uint8)
-    gain = np.float32(0.6)
+    gt = simulate(spec, n, config, gt_frames=range(n)).gt
+    frames = np.zeros((n, config.height, config.width), np.uint8)
+    gain = np.float32(config.rate_gain)
     for i in range(n):
         v = acc + gain * gt[i] + dark
         fire = v >= thr
@@ -32,25 +32,25 @@ def _reference(spec, n, h, w, seed=0, noise=None, **kw):
 
 @pytest.mark.parametrize("h,w", [(24, 40), (10, 12)])  # aligned rows, and rows that straddle bytes
 def test_kernel_matches_numpy_reference(h, w):
-    noise = SimNoise(dark_rate=0.01, threshold_sigma=0.1)
-    got = simulate("shapes", 300, height=h, width=w, seed=5, noise=noise).packed
-    ref = _reference("shapes", 300, h, w, seed=5, noise=noise)
+    config = SimConfig(h, w, seed=5, noise=SimNoise(dark_rate=0.01, threshold_sigma=0.1))
+    got = simulate("shapes", 300, config).packed
+    ref = _reference("shapes", 300, config)
     assert got.shape == (300, h * w // 8)
     mismatch = np.unpackbits(got ^ ref).mean()
     assert mismatch < 1e-4, mismatch  # float rounding may flip a rare threshold tie
     assert 0.05 < np.unpackbits(got).mean() < 0.6
 
 
-def test_deterministic_and_resumable():
-    a = simulate("spin", 500, height=16, width=24, seed=3, noise=SimNoise(photons_per_spike=20)).packed
-    b = simulate("spin", 500, height=16, width=24, seed=3, noise=SimNoise(photons_per_spike=20)).packed
-    c = simulate("spin", 500, height=16, width=24, seed=4, noise=SimNoise(photons_per_spike=20)).packed
+@pytest.mark.parametrize("w", [24, 12])  # aligned rows, and byte-padded rows packed afterwards
+def test_deterministic_and_resumable(w):
+    config = SimConfig(16, w, seed=3, noise=SimNoise(photons_per_spike=20))
+    a, b = simulate("spin", 500, config).packed, simulate("spin", 500, config).packed
     np.testing.assert_array_equal(a, b)
-    assert (a != c).any()
-    sim = Simulator("spin", height=16, width=24, seed=3, noise=SimNoise(photons_per_spike=20))
+    assert (a != simulate("spin", 500, config, seed=4).packed).any()
+    sim = Simulator("spin", config)
     parts = np.concatenate([sim.run(123).packed, sim.run(377).packed])
     np.testing.assert_array_equal(parts, a)
-    serial = Simulator("spin", height=16, width=24, seed=3, noise=SimNoise(photons_per_spike=20), parallel=False)
+    serial = Simulator("spin", config, parallel=False)
     np.testing.assert_array_equal(serial.run(500).packed, a)  # row-parallel kernel = serial kernel
 
 
