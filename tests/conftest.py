@@ -1,4 +1,3 @@
-import os
 import threading
 from pathlib import Path
 from typing import NamedTuple
@@ -6,9 +5,10 @@ from typing import NamedTuple
 import numpy as np
 import pytest
 
+from ssml_stream.data_paths import shared_data
+
 TESTS = Path(__file__).resolve().parent
-SHARED_DATA = Path(os.environ.get("SSML_SHARED_DATA", TESTS.parent / ".." / "shared" / "data"))
-REDS_TEST = SHARED_DATA / "reds_base" / "test" / "200_part1_key_id151"
+REDS_TEST = shared_data() / "reds_base" / "test" / "200_part1_key_id151"
 # Frames 130..170 of REDS_TEST with its ground truth, committed so a fresh clone has real camera bits
 # (provenance and licence: tests/fixtures/README.md).
 REDS_EXCERPT = TESTS / "fixtures" / "reds_200_part1_frames130-170"

@@ -1,5 +1,6 @@
 """ssml-eval: SSIM implementation, scoring/margins, REDS baseline figures, JSON and PNG outputs."""
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -81,6 +82,18 @@ def test_eval_cli_bad_inputs(tmp_path, capsys):
     assert main([str(tmp_path / "missing.pt"), "--no-sim", "--data", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1
+
+
+def test_default_data_is_found_through_ssml_shared_data(sim_recording, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SSML_SHARED_DATA", str(tmp_path))
+    test_dir = (tmp_path / "reds_base" / "test").resolve()
+    assert main(["--no-sim"]) == 2
+    assert f"default data {test_dir} not found" in capsys.readouterr().err
+    test_dir.mkdir(parents=True)
+    for src in (sim_recording.dat, sim_recording.dat.with_suffix(".png")):
+        shutil.copy(src, test_dir)
+    assert main(["--no-sim", "--json", str(tmp_path / "e.json")]) == 0
+    assert list(json.loads((tmp_path / "e.json").read_text())["sources"]) == [sim_recording.dat.stem]
 
 
 def test_psnr_of_reconstruction_against_intensity():

@@ -1,8 +1,8 @@
 """`ssml-eval`: PSNR and SSIM against ground truth for models and the classical baselines.
 
 Sources:
-- REDS_BASE `.dat` files (default: ../shared/data/reds_base/test): the window centred on frame 150
-  against the sibling PNG (intensity in [0, 1]).
+- REDS_BASE `.dat` files (default: reds_base/test in $SSML_SHARED_DATA, else ../shared/data): the
+  window centred on frame 150 against the sibling PNG (intensity in [0, 1]).
 - simulated moving scenes (default: every built-in scene of drivers.sim) with a seed different
   from training's (other textures and object paths): the window centred on frame 150 of a 301-frame
   clip against the simulator's intensity for that frame.
@@ -26,13 +26,13 @@ from typing import Callable
 import numpy as np
 
 from ..cli_common import cli_entry
+from ..data_paths import shared_data
 from ..errors import ConfigError, ModelError
 from ..formats import RATE_GAIN
 from ..model_files import load_exported, load_torchscript
 from .data import WINDOW_FRAMES, DatOptions, load_dat_recording, find_dat_files
 from .metrics import psnr, rate_to_intensity, ssim
 
-DEFAULT_DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "reds_base" / "test"
 EVAL_SIM_SEED = 100  # training uses seeds 0.. (sim clips); evaluation draws other scenes
 BASELINES = ("TFP41", "TFI")
 
@@ -192,10 +192,10 @@ def format_table(result: dict, methods: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _run_sweep(args, argv) -> int:
+def _run_sweep(args, argv, default_data: Path) -> int:
     from .sweep import format_sweep, plot_sweep, run_sweep
 
-    data = [] if args.no_data else [Path(d) for d in (args.data or [str(DEFAULT_DATA)])]
+    data = [] if args.no_data else [Path(d) for d in (args.data or [str(default_data)])]
     data = [d for d in data if d.exists()]
     real = next((str(p) for d in data for p in find_dat_files([d]) if p.with_suffix(".png").exists()), None) \
         if data else None
@@ -222,12 +222,13 @@ def _run_sweep(args, argv) -> int:
 
 @cli_entry("ssml-eval")
 def main(argv=None) -> int:
+    default_data = shared_data() / "reds_base" / "test"
     p = argparse.ArgumentParser(prog="ssml-eval", description=__doc__, epilog=EXAMPLES,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("models", nargs="*", help="shipped names (ssml, ssml-full), weights files, ssml-train "
                    "checkpoints, TorchScript files or .pt2 exports")
     p.add_argument("--data", action="append", help=".dat files or folders with NAME.png ground truth "
-                   f"(default: {DEFAULT_DATA.resolve()})")
+                   f"(default: {default_data.resolve()})")
     p.add_argument("--no-data", action="store_true", help="skip .dat sources")
     p.add_argument("--sim", action="append", help="simulated scene (repeatable; default: all built-in scenes)")
     p.add_argument("--no-sim", action="store_true", help="skip simulated sources")
@@ -240,13 +241,13 @@ def main(argv=None) -> int:
                    "unseen seeds (train/sweep.py), --png draws PSNR vs speed and vs light")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
     if args.suite == "sweep":
-        return _run_sweep(args, sys.argv[1:] if argv is None else argv)
+        return _run_sweep(args, sys.argv[1:] if argv is None else argv, default_data)
 
     sources: list[EvalSource] = []
     if not args.no_data:
-        data = args.data or [str(DEFAULT_DATA)]
-        if not args.data and not DEFAULT_DATA.exists():
-            raise ConfigError(f"default data {DEFAULT_DATA.resolve()} not found; pass --data or --no-data")
+        data = args.data or [str(default_data)]
+        if not args.data and not default_data.exists():
+            raise ConfigError(f"default data {default_data.resolve()} not found; pass --data or --no-data")
         sources += reds_sources(data)
     if not args.no_sim:
         from ..drivers import sim
