@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
 
 from ..errors import DriverError
 from ..formats import DEFAULT_HEIGHT, DEFAULT_RATE_HZ, DEFAULT_WIDTH
@@ -45,24 +46,20 @@ class SourceInfo:
     frame_bytes: int
 
 
-class Driver:
-    """Base class. Subclasses set `self.info` in __init__ and implement `run`."""
+@runtime_checkable
+class Driver(Protocol):
+    """A spike source; `info` is set once it is open. Subclassing is optional: it inherits
+    `frames_out = 0`, a `close` that does nothing and use in a `with` block."""
 
     info: SourceInfo
     frames_out: int = 0  # frames written to the ring so far
 
-    def run(self, ring, stop: threading.Event) -> None:  # pragma: no cover - interface
+    def run(self, ring, stop: threading.Event) -> None:
         """Write frames into `ring` until the source ends or `stop` is set; then return.
 
         Must not call ring.close(); the caller does. Raises DriverError on failures.
         """
-        raise NotImplementedError
-
-    def check_ring(self, ring) -> None:
-        """Refuse a ring sized for other frames (it must be built from `info.frame_bytes`)."""
-        if ring.frame_bytes != self.info.frame_bytes:
-            raise DriverError(f"{self.info.name}: ring holds {ring.frame_bytes}-byte frames, the source makes "
-                              f"{self.info.frame_bytes}-byte frames; size the ring from driver.info.frame_bytes")
+        ...
 
     def close(self) -> None:
         """Release files, sockets and devices. Safe to call twice."""
@@ -72,3 +69,10 @@ class Driver:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def check_ring(driver: Driver, ring) -> None:
+    """Refuse a ring sized for other frames (it must be built from `driver.info.frame_bytes`)."""
+    if ring.frame_bytes != driver.info.frame_bytes:
+        raise DriverError(f"{driver.info.name}: ring holds {ring.frame_bytes}-byte frames, the source makes "
+                          f"{driver.info.frame_bytes}-byte frames; size the ring from driver.info.frame_bytes")

@@ -13,7 +13,7 @@ import os
 import threading
 
 from ..formats import read_spikes
-from .base import Driver, DriverOptions, SourceInfo
+from .base import Driver, DriverOptions, SourceInfo, check_ring
 from .pacing import check_speed, replay
 
 
@@ -35,7 +35,7 @@ class FileReplay(Driver):
         return self.spikes.geometry.stored_width
 
     def run(self, ring, stop: threading.Event) -> None:
-        self.check_ring(ring)
+        check_ring(self, ring)
         o = self.options
         replay(self, self.spikes.packed, ring, stop, rate_hz=o.rate_hz, speed=self.speed, loop=o.loop,
                max_frames=o.max_frames)

@@ -22,7 +22,7 @@ import numpy as np
 from ..errors import ConfigError, DriverError
 from ..formats import FrameGeometry
 from ..ring import RingClosed
-from .base import Driver, DriverOptions, SourceInfo
+from .base import Driver, DriverOptions, SourceInfo, check_ring
 
 POLL_S = 0.1
 READ_FRAMES = 64          # read up to this many frames per system call
@@ -128,7 +128,7 @@ class RawStream(Driver):
                                rate_hz=float(options.rate_hz), live=True, frame_bytes=self.frame_bytes)
 
     def run(self, ring, stop: threading.Event) -> None:
-        self.check_ring(ring)
+        check_ring(self, ring)
         fb = self.frame_bytes
         max_frames = self.options.max_frames
         buf = np.empty((READ_FRAMES, fb), np.uint8)

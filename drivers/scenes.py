@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import cv2
 import numpy as np
@@ -29,15 +30,23 @@ class SceneConfig:
     seed: int = 0
 
 
-class Scene:
+@runtime_checkable
+class Scene(Protocol):
+    """What the simulator renders; any object with this method is a scene."""
+
+    def intensity(self, t_s: float) -> np.ndarray:
+        """H x W float32 light intensity in [0, 1] at scene time t_s (image orientation)."""
+        ...
+
+
+class SceneBase(Scene):
+    """The built-in scenes' common part: their config, size and motion phase."""
+
     name = "scene"
 
     def __init__(self, cfg: SceneConfig):
         self.cfg = cfg
         self.h, self.w = cfg.height, cfg.width
-
-    def intensity(self, t_s: float) -> np.ndarray:  # pragma: no cover - interface
-        raise NotImplementedError
 
     def phase(self, t_s: float) -> float:
         """Fraction of the period at time t (exactly periodic)."""
@@ -142,7 +151,7 @@ def _background(h: int, w: int, rng: np.random.Generator, level: float = 0.35) -
 
 # ----------------------------------------------------------------------------------- procedural scenes
 
-class ShapesScene(Scene):
+class ShapesScene(SceneBase):
     """Textured disk, square, triangle and star on Lissajous paths, each turning a whole number of
     times per period."""
 
@@ -169,7 +178,7 @@ class ShapesScene(Scene):
         return frame
 
 
-class SpinScene(Scene):
+class SpinScene(SceneBase):
     """A large rotating sector wheel, a counter-rotating ring target and an orbiting text patch."""
 
     name = "spin"
@@ -195,7 +204,7 @@ class SpinScene(Scene):
         return frame
 
 
-class TrafficScene(Scene):
+class TrafficScene(SceneBase):
     """Textured cars crossing the frame at different speeds (wrapping around) over a drifting,
     horizontally periodic background."""
 
@@ -235,7 +244,7 @@ def _to_gray_float(img: np.ndarray) -> np.ndarray:
     return np.clip(img.astype(np.float32) / scale, 0.0, 1.0)
 
 
-class ImageScene(Scene):
+class ImageScene(SceneBase):
     """A still image with periodic synthetic motion: pan, zoom and a small rotation."""
 
     name = "image"
@@ -263,7 +272,7 @@ class ImageScene(Scene):
         return cv2.warpAffine(self.img, m, (self.w, self.h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
 
 
-class VideoScene(Scene):
+class VideoScene(SceneBase):
     """Frames of a video (gray, resized), intensity interpolated linearly between video frames.
 
     Scene time t maps to video frame t * video_fps; past the end the video starts again.

@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..formats import DEFAULT_HEIGHT, DEFAULT_RATE_HZ, DEFAULT_WIDTH, RATE_GAIN, FrameGeometry
-from .base import Driver, DriverOptions, SourceInfo
+from .base import Driver, DriverOptions, SourceInfo, check_ring
 from .pacing import check_speed, replay
 from .scenes import DEFAULT_PERIOD_S, SCENE_CLASSES, Scene, SceneConfig, make_scene
 
@@ -333,7 +333,7 @@ class SimCamera(Driver):
                                frame_bytes=sim.geometry.frame_bytes)
 
     def run(self, ring, stop: threading.Event) -> None:
-        self.check_ring(ring)
+        check_ring(self, ring)
         o = self.options
         replay(self, self.loop, ring, stop, rate_hz=o.rate_hz, speed=self.speed, loop=True, max_frames=o.max_frames)
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..unpack import unpack
-from .scenes import Scene, SceneConfig, _to_gray_float
+from .scenes import SceneBase, SceneConfig, _to_gray_float
 from .sim import SimConfig, SimNoise, Simulator
 
 CAMERA_HZ = 40000.0
@@ -89,7 +89,7 @@ def make_texture(kind: str, h: int, w: int, rng: np.random.Generator) -> np.ndar
 
 # ------------------------------------------------------------------------------------------- scenes
 
-class MovingTexture(Scene):
+class MovingTexture(SceneBase):
     """A texture translating at (vx, vy) pixels per spike frame (wrapping), or, with rpm > 0, a textured
     disk of diameter `disk` spinning at rpm over the still texture."""
 

@@ -28,6 +28,7 @@ import os
 import warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -83,38 +84,26 @@ def _out_for(window: np.ndarray, out: np.ndarray | None) -> np.ndarray:
     return out
 
 
-class Reconstructor:
-    """Callable window -> firing rate. Attributes: name, window_frames (None = any odd n), device."""
+@runtime_checkable
+class Reconstructor(Protocol):
+    """What the pipeline runs: `rec(window, out=None)` maps an n x H x W uint8 spike window to an H x W
+    float32 firing rate (written into `out` when given). Subclassing is optional; it inherits `warm_up`."""
 
     name: str
-    window_frames: int | None
-    device: str
+    window_frames: int | None  # None: any odd n
+    device: str                # "cpu" or "cuda"
 
     def __call__(self, window: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        raise NotImplementedError
+        ...
 
-    def warm_up(self, height: int, width: int, n_frames: int | None = None) -> None:
-        """Run the reconstruction a few times on the real frame size before anything is timed."""
+    def warm_up(self, height: int, width: int, n_frames: int | None = None, runs: int = 2) -> None:
+        """Run the reconstruction `runs` times on the real frame size before anything is timed."""
         n = n_frames or self.window_frames or NETWORK_WINDOW_FRAMES
         window = np.zeros((n, height, width), np.uint8)
         window[n // 2::3] = 1
         out = np.empty((height, width), np.float32)
-        for _ in range(self._warm_up_runs):
+        for _ in range(runs):
             self(window, out)
-
-    _warm_up_runs = 2
-
-    def describe(self) -> str:
-        return f"{self.name} on {self.device}"
-
-    def close(self) -> None:
-        pass
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 class ClassicalReconstructor(Reconstructor):
@@ -143,7 +132,6 @@ class TorchReconstructor(Reconstructor):
         self.autocast_bf16 = options.precision == "bf16"
         channels_last = options.channels_last if options.channels_last is not None else self.device == "cuda"
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self._warm_up_runs = max(1, options.warm_up_runs)
         if self.device == "cpu":
             torch.set_num_threads(options.threads or default_threads())
         try:
@@ -185,10 +173,8 @@ class TorchReconstructor(Reconstructor):
         if not bool(torch.isfinite(y).all()):
             raise ModelError(f"model {self.name} returned NaN/inf on a test window (damaged weights?)")
 
-    def describe(self) -> str:
-        prec = "bf16-autocast" if self.autocast_bf16 else str(self.dtype).replace("torch.", "")
-        threads = f", {self.torch.get_num_threads()} threads" if self.device == "cpu" else ""
-        return f"{self.name} on {self.device} ({prec}{threads})"
+    def warm_up(self, height: int, width: int, n_frames: int | None = None, runs: int | None = None) -> None:
+        super().warm_up(height, width, n_frames, runs or max(1, self.options.warm_up_runs))
 
     def _buffers(self, shape):
         torch = self.torch
