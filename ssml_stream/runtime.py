@@ -11,16 +11,16 @@ wrong or damaged model is one ModelError at load time, not a failure mid-stream.
 Runtime choices:
 - every forward runs under `torch.inference_mode`; `warm_up(h, w)` runs a few forwards on the real
   frame size first (kernel selection, allocator, tracing) so timed frames are steady-state;
-- CPU: eager modules are traced and frozen once per frame size
-  (TorchScript's DeprecationWarnings are silenced, users see none); bf16 autocast only when asked
+- CPU: eager modules are traced and frozen once per frame size (TorchScript's DeprecationWarnings
+  are silenced while loading and tracing, users see none); bf16 autocast only when asked
   (`precision="bf16"`), because it changes the numbers and the shipped weights' quality was measured
   in fp32;
   (channels-last is optional on CPU: for the rt net it measured no faster with one thread);
 - CUDA: fp16 weights/activations and channels-last by default (`precision="auto"`); the uint8 window is
   copied to the GPU through a pinned buffer and converted there (4x fewer bytes than float32);
-- torch's intra-op thread count is set deliberately: by default one core fewer than the machine has
-  (at least one), so the capture thread (driver -> ring) always keeps a core and a live source is never
-  starved by the network. `threads=N` overrides it.
+- torch's intra-op thread count (process-wide) is set only when `threads=N` is given; the pipeline
+  gives `default_threads()`, one core fewer than the machine has, so the capture thread (driver ->
+  ring) always keeps a core and a live source is never starved by the network.
 """
 from __future__ import annotations
 
@@ -47,13 +47,14 @@ PROBE_SIZE = 32  # load-time probe window: 41 x 32 x 32 (deep U-Nets need a few 
 class RuntimeOptions:
     compute: str = "auto"          # auto (cuda when available) | cpu | cuda
     precision: str = "auto"        # auto: fp16 on CUDA, fp32 on CPU | fp32 | fp16 (CUDA) | bf16 (autocast)
-    threads: int | None = None     # torch intra-op threads; None = cpu_count - 1 (capture keeps a core)
+    threads: int | None = None     # set torch intra-op threads (process-wide); None = leave them as they are
     channels_last: bool | None = None  # None: on CUDA only (measured on CPU for the rt net: no gain)
     trace: bool = True             # trace + freeze eager modules on CPU (faster, same numbers)
     warm_up_runs: int = 3
 
 
 def default_threads() -> int:
+    """One core fewer than the machine has (at least one): the pipeline's torch threads."""
     return max(1, (os.cpu_count() or 2) - 1)
 
 
@@ -132,8 +133,8 @@ class TorchReconstructor(Reconstructor):
         self.autocast_bf16 = options.precision == "bf16"
         channels_last = options.channels_last if options.channels_last is not None else self.device == "cuda"
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        if self.device == "cpu":
-            torch.set_num_threads(options.threads or default_threads())
+        if self.device == "cpu" and options.threads:
+            torch.set_num_threads(options.threads)
         try:
             module = module.eval()
         except NotImplementedError:  # torch.export modules are always in inference form
@@ -217,7 +218,7 @@ class TorchReconstructor(Reconstructor):
             x.copy_(self._staging.to(self.device, non_blocking=True))
         runner = self._runner(x) if self.device == "cpu" else self.module
         autocast = torch.autocast(self.device, dtype=torch.bfloat16) if self.autocast_bf16 else nullcontext()
-        with quiet_torch(), torch.inference_mode(), autocast:
+        with torch.inference_mode(), autocast:
             y = runner(x)
         if y.dim() != 4 or y.shape[0] != 1 or y.shape[1] != 1 or tuple(y.shape[2:]) != window.shape[1:]:
             raise ModelError(f"{self.name} returned shape {tuple(y.shape)}, expected 1 x 1 x "

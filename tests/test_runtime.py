@@ -93,11 +93,18 @@ def test_no_warnings_reach_the_user(tmp_path, rt_model, window):
     assert [str(w.message)[:80] for w in caught] == []
 
 
-def test_cpu_thread_count_leaves_capture_a_core(rt_model):
-    TorchReconstructor(rt_model, "rt", RuntimeOptions(compute="cpu"))
-    assert torch.get_num_threads() == default_threads() == max(1, (os.cpu_count() or 2) - 1)
-    TorchReconstructor(rt_model, "rt", RuntimeOptions(compute="cpu", threads=1))
-    assert torch.get_num_threads() == 1
+def test_thread_count_changes_only_when_asked(rt_model):
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        load_model("tfp")(np.zeros((41, 8, 8), np.uint8))
+        TorchReconstructor(rt_model, "rt", RuntimeOptions(compute="cpu"))(np.zeros((41, H, W), np.uint8))
+        assert torch.get_num_threads() == 2  # building and running a model leaves the process setting alone
+        TorchReconstructor(rt_model, "rt", RuntimeOptions(compute="cpu", threads=1))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert default_threads() == max(1, (os.cpu_count() or 2) - 1)  # what the pipeline asks for
 
 
 def test_errors_are_model_errors(tmp_path, rt_model, window):
