@@ -5,8 +5,8 @@ The notebook API::
     import ssml_stream as ss
     spikes = ss.read_spikes("rec.dat")         # or .npy/.npz arrays; len(), [i], .window(center, n)
     rate = ss.tfp(spikes.window(150, 41))      # numpy in, numpy out (firing rate, spikes/frame)
-    model = ss.load_model("ssml")              # shipped weights or a path; callable on windows
-    for out in ss.stream("sim", model="ssml", fps=30, duration=5):
+    model = ss.load_model("ssml-rt")           # shipped weights or a path; callable on windows
+    for out in ss.stream("sim", model="ssml-rt", fps=30, duration=5):
         out.frame, out.center, out.capture_ns
 """
 from importlib import import_module

@@ -1,6 +1,6 @@
 """`make demo` (`python -m ssml_stream.demo [--view]`): the live pipeline on the simulated camera.
 
-Runs the pipeline (`ssml-stream --device sim:SCENE --model ssml`, 30 fps) for ~20 s of stream time while
+Runs the pipeline (`ssml-stream --device sim:SCENE --model ssml-rt`, 30 fps) for ~20 s of stream time while
 `ssml-view` subscribes as a separate process: headless, recording demo/out.mp4 (or, with --view, in a
 window). Writes demo/contact_sheet.png (3 x 3 reconstructed frames, spike-frame centre on each) and
 prints the pipeline summary (fps, latency, drops). Without shipped weights it falls back to TFP and
@@ -48,7 +48,7 @@ def pick_model(requested: str) -> tuple[str, str]:
         load_model(requested, "cpu")
         return requested, ""
     except ModelError as e:
-        if requested != "ssml":
+        if requested not in ("ssml-rt", "ssml"):
             raise
         return "tfp", f"note: {e}; the demo uses TFP instead"
 
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--view", action="store_true", help="open the viewer window instead of recording headless")
     p.add_argument("--scene", default="shapes", help="built-in simulator scene (default shapes)")
-    p.add_argument("--model", default="ssml", help="model (default: the shipped ssml network)")
+    p.add_argument("--model", default="ssml-rt", help="model (default: the shipped ssml-rt network)")
     p.add_argument("--seconds", type=float, default=20.0, help="stream seconds (default 20)")
     p.add_argument("--out", default="demo", help="output folder (default demo/)")
     args = p.parse_args(argv)

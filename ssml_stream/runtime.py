@@ -1,6 +1,6 @@
 """Model runtime: turn a name or an artefact path into a `Reconstructor` (docs/models.md#loading-a-model).
 
-    rec = load_model("ssml")                  # or tfp, tfi, ssml-full, model.pt (TorchScript), model.pt2
+    rec = load_model("ssml-rt")               # or tfp, tfi, ssml-full, model.pt (TorchScript), model.pt2
     rate = rec(window)                        # n x H x W uint8 spikes -> H x W float32 firing rate
     rec(window, out=buf)                      # writes into a preallocated H x W float32 array
 
@@ -37,7 +37,7 @@ from .features import tfi, tfp
 from .model_files import first_line
 
 CLASSICAL = ("tfp", "tfi")
-SHIPPED = ("ssml", "ssml-full")
+SHIPPED = ("ssml-rt", "ssml-full", "ssml")  # "ssml": the earlier name of ssml-rt
 NETWORK_WINDOW_FRAMES = 41  # every SSML network takes 41-frame windows (docs/models.md#networks)
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 PROBE_SIZE = 32  # load-time probe window: 41 x 32 x 32 (deep U-Nets need a few halvings)
@@ -271,7 +271,7 @@ def _load_artifact(path: str, options: RuntimeOptions) -> TorchReconstructor:
 
     name = os.path.basename(path)
     if not os.path.isfile(path):
-        raise ModelError(f"model file not found: {path} (give tfp, tfi, ssml, ssml-full or a .pt/.pt2 path)")
+        raise ModelError(f"model file not found: {path} (give tfp, tfi, ssml-rt, ssml-full or a .pt/.pt2 path)")
     kind, loaded = load_model_file(path, map_location=_resolve_device(options.compute))
     if kind == RECORD:
         model, meta = models.model_from_record(loaded, path)
@@ -284,7 +284,7 @@ def _load_artifact(path: str, options: RuntimeOptions) -> TorchReconstructor:
 
 def load_model(name_or_path: str, compute: str = "auto", *, precision: str = "auto",
                threads: int | None = None, options: RuntimeOptions | None = None) -> Reconstructor:
-    """tfp | tfi | ssml | ssml-full | PATH (.pt TorchScript or shipped weights, .pt2 torch.export)."""
+    """tfp | tfi | ssml-rt | ssml-full | PATH (.pt TorchScript or shipped weights, .pt2 torch.export)."""
     options = options or RuntimeOptions(compute=compute, precision=precision, threads=threads)
     if options.threads is not None and options.threads < 1:
         raise ModelError(f"--threads must be >= 1, got {options.threads}")
@@ -299,6 +299,6 @@ def load_model(name_or_path: str, compute: str = "auto", *, precision: str = "au
     elif os.sep in name or name.endswith((".pt", ".pt2", ".ts", ".pth")) or os.path.exists(name):
         rec = _load_artifact(name, options)
     else:
-        raise ModelError(f"unknown model {name!r}: use tfp, tfi, ssml, ssml-full or a path to a .pt/.pt2 file")
+        raise ModelError(f"unknown model {name!r}: use tfp, tfi, ssml-rt, ssml-full or a path to a .pt/.pt2 file")
     rec.probe()
     return rec

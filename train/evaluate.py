@@ -37,10 +37,10 @@ EVAL_SIM_SEED = 100  # training uses seeds 0.. (sim clips); evaluation draws oth
 BASELINES = ("TFP41", "TFI")
 
 EXAMPLES = """examples:
-  ssml-eval ssml ssml-full                         # shipped weights on REDS test + simulated scenes
+  ssml-eval ssml-rt ssml-full                      # shipped weights on REDS test + simulated scenes
   ssml-eval runs/rt/best.pt rt.ts --data ../shared/data/reds_base/test --json eval.json --png eval.png
   ssml-eval --sim shapes --sim spin --no-data      # baselines only, simulated scenes only
-  ssml-eval --suite sweep ssml ssml-full --png sweep.png   # motion / light / sensor sweep at unseen seeds
+  ssml-eval --suite sweep ssml-rt ssml-full --png sweep.png   # motion / light / sensor sweep at unseen seeds
 """
 
 
@@ -200,7 +200,7 @@ def _run_sweep(args, argv, default_data: Path) -> int:
     real = next((str(p) for d in data for p in find_dat_files([d]) if p.with_suffix(".png").exists()), None) \
         if data else None
     methods = {}
-    for spec in args.models or ["ssml"]:
+    for spec in args.models or ["ssml-rt"]:
         name, fn = load_model_fn(spec, args.threads)
         methods[name if name not in methods else f"{name}#{len(methods)}"] = fn
     result = run_sweep(methods, data_dirs=data, real_dat=real)
@@ -225,7 +225,7 @@ def main(argv=None) -> int:
     default_data = shared_data() / "reds_base" / "test"
     p = argparse.ArgumentParser(prog="ssml-eval", description=__doc__, epilog=EXAMPLES,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("models", nargs="*", help="shipped names (ssml, ssml-full), weights files, ssml-train "
+    p.add_argument("models", nargs="*", help="shipped names (ssml-rt, ssml-full), weights files, ssml-train "
                    "checkpoints, TorchScript files or .pt2 exports")
     p.add_argument("--data", action="append", help=".dat files or folders with NAME.png ground truth "
                    f"(default: {default_data.resolve()})")

@@ -29,9 +29,10 @@ __all__ = ["build_model", "save_weights", "load_weights", "ARCHS", "SHIPPED", "W
 
 ARCHS = {"bsn": (BlindSpotNet, BsnConfig), "nbsn": (NonBlindNet, NbsnConfig), "rt": (RealTimeNet, RtConfig)}
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-SHIPPED = {"ssml": "ssml-rt.pt", "ssml-full": "ssml-full.pt"}
+SHIPPED = {"ssml-rt": "ssml-rt.pt", "ssml-full": "ssml-full.pt"}
+SHIPPED_ALIASES = {"ssml": "ssml-rt"}  # the earlier name, still accepted
 FORMAT_TAG = "ssml-weights-v1"
-TRAIN_HINT = {"ssml": "ssml-train --nbsn rt", "ssml-full": "ssml-train --nbsn full"}
+TRAIN_HINT = {"ssml-rt": "ssml-train --nbsn rt", "ssml-full": "ssml-train --nbsn full"}
 
 
 def build_model(arch: str, **config) -> nn.Module:
@@ -77,8 +78,9 @@ def save_weights(path, model: nn.Module, arch: str, config: dict, meta: dict) ->
 
 
 def resolve_weights(name_or_path) -> Path:
-    """Path of a shipped weights name ("ssml", "ssml-full") or of a given file; ModelError if absent."""
+    """Path of a shipped weights name ("ssml-rt", "ssml-full") or of a given file; ModelError if absent."""
     name = os.fspath(name_or_path)
+    name = SHIPPED_ALIASES.get(name, name)
     if name in SHIPPED:
         path = WEIGHTS_DIR / SHIPPED[name]
         if not path.exists():
