@@ -18,6 +18,7 @@ from ..ring import RingClosed
 
 CHUNK_S = 0.001          # paced chunks of ~1 ms of stream time
 LOSSLESS_CHUNK_FRAMES = 256
+MAX_RATE_HZ = 1e6        # 25x the 40 kHz camera; a simulated 0.5 s loop at this rate is 6 GB at 250x400
 
 
 def check_speed(speed: float | None) -> float | None:
@@ -27,6 +28,13 @@ def check_speed(speed: float | None) -> float | None:
     if not speed > 0:
         raise ConfigError(f"--speed must be a positive number or 'max', got {speed}")
     return speed
+
+
+def check_rate(rate_hz: float) -> float:
+    """A camera frame rate the pacing (and a pre-rendered simulator loop) can hold."""
+    if not 0 < rate_hz <= MAX_RATE_HZ:
+        raise ConfigError(f"camera frame rate {rate_hz:g} Hz is outside (0, {MAX_RATE_HZ:g}] Hz")
+    return rate_hz
 
 
 def replay(driver, packed: np.ndarray, ring, stop: threading.Event, *, rate_hz: float,

@@ -10,8 +10,8 @@ import time
 
 import numpy as np
 
-from .cli_common import (OneLineParser, cli_entry, nonneg_float, nonneg_int, positive_float, positive_int,
-                         speed)
+from .cli_common import (OneLineParser, check_output_path, cli_entry, int_at_least, nonneg_float, nonneg_int,
+                         positive_float, positive_int, say, speed, stop_signals)
 from .errors import ConfigError
 from .arrays import SpikeArray
 from .formats import DEFAULT_RATE_HZ, RATE_GAIN, DatWriter, FrameGeometry, open_writer, read_spikes, stored_width_for
@@ -46,6 +46,9 @@ SIM_EXAMPLES = """  ssml-sim out.dat                                   # 0.5 s o
   ssml-sim photo.dat --scene photo.jpg --seconds 1 --gt-every 1000
   ssml-sim noisy.dat --scene traffic --dark-rate 0.002 --threshold-sigma 0.05 --photons-per-spike 50 --seed 3
   ssml-sim small.dat --height 64 --width 96 --frames 2000"""
+
+
+SIM_CHUNK_BYTES = 64 << 20  # packed frames simulated per step
 
 
 def _sim_parser() -> OneLineParser:
@@ -84,7 +87,9 @@ def _sim_parser() -> OneLineParser:
 
 @cli_entry("ssml-sim")
 def sim_main(argv=None) -> int:
+    from .drivers.pacing import check_rate
     from .drivers.sim import SimConfig, SimNoise, Simulator
+    from .pipeline import check_buffer_bytes, npz_path
     args = _sim_parser().parse_args(argv)
     n_frames = args.frames or max(1, int(round((args.seconds or 0.5) * args.rate)))
     if args.gt_every:
@@ -96,18 +101,28 @@ def sim_main(argv=None) -> int:
     bad = [g for g in gt_frames if not 0 <= g < n_frames]
     if bad:
         raise ConfigError(f"--gt-frames {bad[0]} is outside the {n_frames} simulated frames (0..{n_frames - 1})")
-    gt_path = args.gt or os.path.splitext(args.out)[0] + ".npz"
+    gt_path = npz_path(args.gt or os.path.splitext(args.out)[0])
+    check_rate(args.rate)
+    frame_bytes = FrameGeometry(args.height, args.width).frame_bytes
+    check_buffer_bytes(len(gt_frames) * args.height * args.width * 4,
+                       f"ground truth for {len(gt_frames)} frame(s) of {args.height}x{args.width}")
+    check_output_path(args.out, "spike file", inputs=[args.scene], size=n_frames * frame_bytes)
+    check_output_path(gt_path, "ground truth", inputs=[args.scene], others=[args.out])
     noise = SimNoise(args.dark_rate, args.threshold_sigma, args.photons_per_spike)
     t0 = time.perf_counter()
     config = SimConfig(args.height, args.width, args.rate, args.rate_gain, args.seed, noise, args.key_hz, args.period,
                        args.start_frame)
     sim = Simulator(args.scene, config, duration_s=n_frames / args.rate)
-    chunk = 4096
-    buf = np.empty((chunk, sim.geometry.frame_bytes), np.uint8)
+    chunk = max(1, min(4096, SIM_CHUNK_BYTES // frame_bytes))
+    buf = np.empty((chunk, frame_bytes), np.uint8)
     gt_idx, gt_img = [], []
     spikes = 0
-    with DatWriter(args.out, args.height, args.width) as writer:
+    signals: list[int] = []
+    with DatWriter(args.out, args.height, args.width) as writer, stop_signals(lambda s, _f: signals.append(s)):
         for start in range(0, n_frames, chunk):
+            if signals:  # stop between chunks: the file ends on a whole frame, ground truth so far is kept
+                n_frames = start
+                break
             k = min(chunk, n_frames - start)
             local = [g - start for g in gt_frames if start <= g < start + k]
             res = sim.run(k, out=buf[:k], gt_frames=local)
@@ -121,11 +136,11 @@ def sim_main(argv=None) -> int:
                         intensity=np.asarray(gt_img, np.float32).reshape(-1, args.height, args.width)[order],
                         rate_gain=np.float32(args.rate_gain), rate_hz=np.float64(args.rate),
                         start_frame=np.int64(args.start_frame), scene=np.str_(args.scene), seed=np.int64(args.seed))
-    rate = spikes / (n_frames * args.height * args.width)
+    rate = spikes / max(1, n_frames * args.height * args.width)
     print(f"ssml-sim: wrote {n_frames} frames of {args.height}x{args.width} ({n_frames / args.rate:.3f} s) to "
           f"{args.out}, mean firing rate {rate:.4f}; ground truth for {len(gt_idx)} frame(s) in {gt_path} "
-          f"({time.perf_counter() - t0:.1f} s)")
-    return 0
+          f"({time.perf_counter() - t0:.1f} s){' (interrupted)' if signals else ''}")
+    return 130 if signals else 0
 
 
 # ------------------------------------------------------------------------------------------------ ssml-record
@@ -153,7 +168,8 @@ def _record_parser() -> OneLineParser:
                    help="replay pace for file and sim sources (default max = lossless)")
     p.add_argument("--loop", action="store_true", help="loop a file source (with --seconds/--frames)")
     p.add_argument("--allow-truncated", action="store_true", help="ignore a partial last frame")
-    p.add_argument("--ring-frames", type=positive_int, default=8192, help="ring capacity for live sources (frames, default 8192)")
+    p.add_argument("--ring-frames", type=int_at_least(2), default=8192,
+                   help="ring capacity for live sources (frames, default 8192)")
     _add_geometry(p)
     p.add_argument("--seed", type=int, default=0, help="simulator seed")
     return p
@@ -162,6 +178,8 @@ def _record_parser() -> OneLineParser:
 @cli_entry("ssml-record")
 def record_main(argv=None) -> int:
     from .drivers import DriverOptions, open_driver
+    from .drivers.pacing import check_rate
+    from .pipeline import SilenceWatch, check_buffer_bytes, device_paths
     from .ring import Ring
     args = _record_parser().parse_args(argv)
     duration_s = args.seconds if args.seconds else (args.frames / args.rate if args.frames else None)
@@ -170,29 +188,50 @@ def record_main(argv=None) -> int:
                          duration_s=duration_s)
     if args.loop and duration_s is None:
         raise ConfigError("--loop needs --seconds or --frames, or the recording never ends")
-    driver = open_driver(args.device, opts)
-    info = driver.info
-    stored_width = stored_width_for(info.height, info.width, info.frame_bytes)
-    ring = Ring(info.frame_bytes, capacity=args.ring_frames if info.live else 4096, lossless=not info.live)
-    cursor = ring.cursor()
+    check_rate(args.rate)
+    frame_bytes = FrameGeometry(args.height, args.width, args.stored_width).frame_bytes
+    check_buffer_bytes(args.ring_frames * frame_bytes, f"a ring of {args.ring_frames} frames of {frame_bytes} bytes")
+    check_output_path(args.out, "recording", inputs=device_paths(args.device))
     stop = threading.Event()
-    failure: list[BaseException] = []
+    signals: list[int] = []
+    ring = None
 
-    def produce():
-        try:
-            driver.run(ring, stop)
-        except BaseException as e:  # re-raised in the main thread
-            failure.append(e)
-        finally:
+    def on_signal(signum, _frame):
+        # never raises once recording: the loop below ends on a whole frame after writing what was captured
+        signals.append(signum)
+        stop.set()
+        if ring is None:
+            if len(signals) > 1:
+                raise KeyboardInterrupt  # still opening the source: nothing captured yet
+            return
+        ring.close()  # wakes a lossless producer waiting for room
+        if len(signals) == 2:
+            say("ssml-record", "already stopping; writing out the frames already captured")
+
+    with stop_signals(on_signal):
+        driver = open_driver(args.device, opts)
+        info = driver.info
+        stored_width = stored_width_for(info.height, info.width, info.frame_bytes)
+        ring = Ring(info.frame_bytes, capacity=args.ring_frames if info.live else 4096, lossless=not info.live)
+        if stop.is_set():
             ring.close()
+        cursor = ring.cursor()
+        failure: list[BaseException] = []
 
-    producer = threading.Thread(target=produce, name="ssml-record-driver", daemon=True)
-    buf = np.empty((1024, info.frame_bytes), np.uint8)
-    interrupted = False
-    t0 = time.perf_counter()
-    with open_writer(args.out, info.height, info.width, stored_width) as writer:
-        producer.start()
-        try:
+        def produce():
+            try:
+                driver.run(ring, stop)
+            except BaseException as e:  # re-raised in the main thread
+                failure.append(e)
+            finally:
+                ring.close()
+
+        producer = threading.Thread(target=produce, name="ssml-record-driver", daemon=True)
+        buf = np.empty((1024, info.frame_bytes), np.uint8)
+        silence = SilenceWatch(info.name, lambda m: say("ssml-record", m)) if info.live else None
+        t0 = time.perf_counter()
+        with open_writer(args.out, info.height, info.width, stored_width) as writer:
+            producer.start()
             while True:
                 cursor.wait(1, timeout=0.1)
                 _, count = cursor.read(buf)
@@ -200,20 +239,12 @@ def record_main(argv=None) -> int:
                     writer.write_packed(buf[:count])
                 elif ring.closed and cursor.available == 0:
                     break
-        except KeyboardInterrupt:
-            interrupted = True
-            stop.set()
-            ring.close()  # wakes a lossless producer blocked waiting for room
-            producer.join(2.0)
-            while True:  # flush what is already in the ring
-                _, count = cursor.read(buf)
-                if not count:
-                    break
-                writer.write_packed(buf[:count])
-        written = writer.frames_written
-    stop.set()
-    producer.join(2.0)
-    driver.close()
+                if silence is not None:
+                    silence.check(ring.head)
+            written = writer.frames_written
+        producer.join(2.0)
+        driver.close()
+    interrupted = bool(signals)
     if failure and not interrupted:
         raise failure[0]
     elapsed = time.perf_counter() - t0

@@ -27,11 +27,10 @@ Where frames get lost, and how it is counted:
 """
 from __future__ import annotations
 
-import os
+import array
 import queue
 from collections import deque
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -39,7 +38,9 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+from .cli_common import check_output_path, format_bytes
 from .errors import ConfigError, SsmlError
+from .npzstream import NpzStream
 from .ring import Ring
 from .unpack import SlidingWindows, unpack_into
 
@@ -47,6 +48,8 @@ DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
 DEFAULT_FPS = 30.0
 RING_BYTES = 256 << 20     # ring memory budget when ring_frames is not given
 RING_MAX_FRAMES = 16384
+MAX_BUFFER_BYTES = 4 << 30  # ring + unpacked windows of one run: more is a typing error, not a camera
+NO_FRAMES_NOTE_S = 5.0     # a live source silent this long is reported (once per silence)
 FORMATS = ("u1", "f4", "f2")
 
 
@@ -104,12 +107,26 @@ class PipelineConfig:
             raise ConfigError(f"--threads must be >= 1, got {self.threads}")
         if self.ring_frames is not None and self.ring_frames < 2 * self.window_frames:
             raise ConfigError(f"ring of {self.ring_frames} frames is too small for {self.window_frames}-frame windows")
-        for path in (self.save_path, self.record_path):
-            if path:
-                parent = os.path.dirname(os.path.abspath(path))
-                if not os.path.isdir(parent):
-                    raise ConfigError(f"cannot write {path}: folder {parent} does not exist")
+        self._check_memory()
+        inputs = device_paths(self.device)
+        if self.record_path:
+            check_output_path(self.record_path, "recording", inputs=inputs)
+        if self.save_path:
+            check_output_path(npz_path(self.save_path), "saved-frames file", inputs=inputs, others=[self.record_path])
         return self
+
+    def ring_size(self, frame_bytes: int) -> int:
+        return self.ring_frames or max(4 * self.window_frames, min(RING_MAX_FRAMES, RING_BYTES // frame_bytes))
+
+    def _check_memory(self) -> None:
+        from .drivers.pacing import check_rate
+        from .formats import FrameGeometry
+        check_rate(self.rate_hz)
+        n, h, w = self.window_frames, self.height, self.width
+        frame_bytes = FrameGeometry(h, w, self.stored_width).frame_bytes
+        # the ring, and unpacked frames: a lossless run's sliding buffer holds at least 4 windows
+        check_buffer_bytes(self.ring_size(frame_bytes) * frame_bytes + 4 * n * h * w,
+                           f"{n}-frame windows of {h}x{w} frames")
 
 
 @dataclass
@@ -148,40 +165,76 @@ class Summary:
         return s
 
 
+def npz_path(path: str) -> str:
+    """Where save_path writes: the path itself if it ends with .npz, else with .npz added (as np.savez)."""
+    return path if path.endswith(".npz") else path + ".npz"
+
+
+def device_paths(uri: str) -> list[str]:
+    """Files a device URI reads: an output must not be one of them (opening it truncates the input)."""
+    if uri == "-":
+        return ["/dev/stdin"]
+    for scheme in ("file:", "fifo:", "sim:"):
+        if uri.startswith(scheme):
+            return [uri[len(scheme):]]
+    return [uri]
+
+
+def check_buffer_bytes(nbytes: int, what: str) -> None:
+    """Refuse before allocating anything a run whose buffers would exceed MAX_BUFFER_BYTES."""
+    if nbytes > MAX_BUFFER_BYTES:
+        raise ConfigError(f"{what}: {format_bytes(nbytes)} of memory needed, the limit is "
+                          f"{format_bytes(MAX_BUFFER_BYTES)}")
+
+
 class NpzSaver:
-    """--save: frames go to a temporary raw file as they arrive (memory stays flat), and become
-    `frames` (N x H x W float32) + `center`, `first`, `last`, `capture_ns` (N) in one .npz on close.
-    The .npz appears atomically (written under a temporary name, then renamed)."""
+    """save_path: `frames` (N x H x W float32) and `center`, `first`, `last`, `capture_ns` (N) in one .npz,
+    streamed to disk as the frames arrive (ssml_stream.npzstream): memory stays flat, stopping costs no
+    copy, and the .npz is whole or absent. Appends after close (a stage that outlived the stop) are
+    dropped."""
 
     def __init__(self, path: str, height: int, width: int):
-        self.path = path if path.endswith(".npz") else path + ".npz"
-        self.shape = (height, width)
-        folder = os.path.dirname(os.path.abspath(self.path))
-        fd, self._raw_path = tempfile.mkstemp(prefix=".frames-", suffix=".raw", dir=folder)
-        self._raw = os.fdopen(fd, "wb")
-        self.meta: dict[str, list[int]] = {"center": [], "first": [], "last": [], "capture_ns": []}
+        self.path = npz_path(path)
+        self._writer: NpzStream | None = NpzStream(self.path, (height, width), np.float32)
+        self._lock = threading.Lock()
+        self.meta = {k: array.array("q") for k in ("center", "first", "last", "capture_ns")}
 
     def append(self, out: Output) -> None:
-        self._raw.write(np.ascontiguousarray(out.frame, np.float32).data)
-        for k in self.meta:
-            self.meta[k].append(getattr(out, k))
+        with self._lock:
+            if self._writer is None:
+                return
+            self._writer.append(out.frame)
+            for k, values in self.meta.items():
+                values.append(getattr(out, k))
 
-    def close(self) -> None:
-        if self._raw is None:
-            return
-        self._raw.close()
-        self._raw = None
-        n = len(self.meta["center"])
-        try:
-            frames = (np.memmap(self._raw_path, np.float32, "r", shape=(n, *self.shape)) if n
-                      else np.zeros((0, *self.shape), np.float32))
-            tmp = self.path + ".part"
-            with open(tmp, "wb") as f:
-                np.savez(f, frames=frames, **{k: np.asarray(v, np.int64) for k, v in self.meta.items()})
-            del frames
-            os.replace(tmp, self.path)
-        finally:
-            os.unlink(self._raw_path)
+    def close(self, discard: bool = False) -> None:
+        """Write the .npz; with `discard` (a run that never started) leave any earlier file untouched."""
+        with self._lock:
+            writer, self._writer = self._writer, None
+            if writer is not None and discard:
+                writer.discard()
+            elif writer is not None:
+                writer.close(**{k: np.frombuffer(v, np.int64) for k, v in self.meta.items()})
+
+
+class SilenceWatch:
+    """Says once through `log` when a live source has delivered no frame for NO_FRAMES_NOTE_S seconds
+    (a sender that connected but sends nothing, a FIFO nobody writes); again only after frames came
+    back and stopped again."""
+
+    def __init__(self, name: str, log: Callable[[str], None]):
+        self.name, self.log = name, log
+        self._frames = 0
+        self._since = time.monotonic()
+        self._told = False
+
+    def check(self, frames: int) -> None:
+        now = time.monotonic()
+        if frames != self._frames:
+            self._frames, self._since, self._told = frames, now, False
+        elif not self._told and now - self._since >= NO_FRAMES_NOTE_S:
+            self._told = True
+            self.log(f"no frames from {self.name} for {NO_FRAMES_NOTE_S:g} s; still waiting")
 
 
 class LatencyStats:
@@ -288,8 +341,7 @@ class Pipeline:
             self.fps = None if self.lossless else (c.fps or DEFAULT_FPS)
             target_fps = c.fps or DEFAULT_FPS
             self.stride = c.stride_frames or max(1, int(round(self.rate_hz / target_fps)))
-            ring_frames = c.ring_frames or max(4 * c.window_frames, min(RING_MAX_FRAMES, RING_BYTES // info.frame_bytes))
-            self.ring = Ring(info.frame_bytes, capacity=ring_frames, lossless=not info.live)
+            self.ring = Ring(info.frame_bytes, capacity=c.ring_size(info.frame_bytes), lossless=not info.live)
             self.rec_cursor = self.ring.cursor()
             self.rec_cursor_record = self.ring.cursor() if c.record_path else None
             self.record_writer = None
@@ -301,6 +353,8 @@ class Pipeline:
             if self.saver:
                 self._closers.append(self.saver.close)
         except BaseException:
+            if getattr(self, "saver", None):
+                self.saver.close(discard=True)
             self.close()
             raise
         self.sink_queue: queue.Queue = queue.Queue(maxsize=8)
@@ -472,12 +526,15 @@ class Pipeline:
             self.start()
         interval = self.config.status_interval_s
         next_status = time.perf_counter() + (interval or 1.0)
+        silence = SilenceWatch(self.driver.info.name, self.log) if self.driver.info.live else None
         try:
             while any(t.is_alive() for t in self._threads):
                 self._threads[1].join(0.05)  # reconstruct ends on stop or end of stream
                 if not self._threads[1].is_alive():
                     self._threads[2].join(2.0)  # sink drains
                     break
+                if silence is not None:
+                    silence.check(self.frames_in)
                 if time.perf_counter() >= next_status:
                     self._status(interval)
                     next_status += interval or 1.0

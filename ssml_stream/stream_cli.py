@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import subprocess
 import sys
 import threading
 
-from .cli_common import OneLineParser, cli_entry, nonneg_int, positive_float, positive_int, speed
+from .cli_common import (OneLineParser, cli_entry, nonneg_int, positive_float, positive_int, say, speed,
+                         stop_signals)
 from .errors import ConfigError
 from .pipeline import DEFAULT_ENDPOINT, FORMATS, Pipeline, PipelineConfig
 
@@ -104,41 +104,39 @@ def start_viewer(endpoint: str, *viewer_args: str) -> subprocess.Popen:
 
 
 class StopOnSignal:
-    """SIGINT/SIGTERM stop the pipeline (which then flushes files; exit 0), also when they arrive while it
-    is still being built; a second signal interrupts at once."""
+    """SIGINT/SIGTERM: the first stops the pipeline, which writes out everything captured and
+    reconstructed so far (exit 0), also when it arrives while the pipeline is still being built. Once
+    the pipeline exists, later signals only say that it is stopping: interrupting the stop would cut
+    --record/--save files short and lose frames already computed, and the stop itself is bounded (about
+    2 s; --save finishes in milliseconds, see ssml_stream.npzstream). Before that (model load, simulator
+    pre-render: nothing computed yet) a second signal interrupts at once (exit 130)."""
 
     def __init__(self):
         self.pipeline: Pipeline | None = None
         self.signals: list[int] = []
-        self.previous = {}
 
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self.previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def _handle(self, signum, _frame):
+    def handle(self, signum, _frame):
         self.signals.append(signum)
-        if len(self.signals) > 1:
-            raise KeyboardInterrupt
-        if self.pipeline is not None:
+        if self.pipeline is None:
+            if len(self.signals) > 1:
+                raise KeyboardInterrupt
+        elif len(self.signals) == 1:
             self.pipeline.stop()
+        elif len(self.signals) == 2:
+            say(PROG, "already stopping; writing out what was captured (a few seconds at most)")
 
     def attach(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
         if self.signals:
             pipeline.stop()
 
-    def __exit__(self, *exc):
-        for s, h in self.previous.items():
-            signal.signal(s, h)
-
 
 @cli_entry(PROG)
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     config = config_from_args(args)
-    with StopOnSignal() as stopper:
+    stopper = StopOnSignal()
+    with stop_signals(stopper.handle):
         pipeline = Pipeline(config)
         stopper.attach(pipeline)
         if pipeline.publisher is not None:

@@ -10,9 +10,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import signal
 import sys
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -22,7 +20,7 @@ import numpy as np
 import zmq
 
 from . import schema
-from .cli_common import cli_entry
+from .cli_common import OneLineParser, check_output_path, cli_entry, stop_signals
 from .display import DEFAULT_RATE_NORM, DisplayScale, to_display
 from .errors import ConfigError, SsmlError
 from .keys import ClientKeys, load_client_keys
@@ -204,9 +202,7 @@ class Recorder:
         self.frames = 0
         self._writer = None
         self._size: tuple[int, int] | None = None
-        parent = Path(path).resolve().parent
-        if not parent.is_dir():
-            raise ViewerError(f"cannot record to {path}: directory {parent} does not exist")
+        check_output_path(path, "recording")
 
     def write(self, image: np.ndarray) -> None:
         import cv2
@@ -275,12 +271,18 @@ class Viewer:
         self._dirty = True                            # something changed since then
         self._window_opened_s = -math.inf
         self.header: schema.FrameHeader | None = None
+        # every output checked before anything runs (the screenshot and contact sheet are written at exit)
+        named = [(what, path) for what, path in (("recording", config.record), ("screenshot", config.screenshot),
+                                                 ("contact sheet", config.contact_sheet)) if path]
+        for i, (what, path) in enumerate(named):
+            check_output_path(path, what, others=[p for _, p in named[:i]])
+        if config.snapshots:
+            check_output_path(config.snapshots, "snapshot folder", folder=True)
+            Path(config.snapshots).mkdir(exist_ok=True)
         self.recorder: Recorder | None = Recorder(config.record, config.record_fps) if config.record else None
         self.sheet = ContactSheet() if config.contact_sheet else None
         self._last_snapshot_s = -math.inf
         self._last_frame_s: float | None = None
-        if config.snapshots:
-            Path(config.snapshots).mkdir(parents=True, exist_ok=True)
         curve = load_client_keys(config.curve_keys) if config.curve_keys else None
         self.sub = Subscriber(config.connect, config.rcvhwm, curve)
 
@@ -434,8 +436,8 @@ class Viewer:
             canvas = self.canvas
             if canvas is None and self.current is not None:
                 canvas = self.render(time.monotonic())
-            if canvas is not None:
-                cv2.imwrite(cfg.screenshot, canvas)
+            if canvas is not None and not cv2.imwrite(cfg.screenshot, canvas):
+                raise ViewerError(f"cannot write screenshot {cfg.screenshot} (is the suffix an image type?)")
         visible = None
         if window:
             visible = cv2.getWindowProperty(WINDOW_TITLE, cv2.WND_PROP_VISIBLE) >= 1
@@ -509,7 +511,7 @@ keys: q/Esc quit, space pause, s snapshot PNG, +/- gain, g gamma, r start/stop r
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ssml-view", description="Subscribe to an ssml-stream publisher and show the newest frame.",
+    p = OneLineParser(prog="ssml-view", description="Subscribe to an ssml-stream publisher and show the newest frame.",
                                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--connect", action="append", metavar="ENDPOINT",
                    help=f"publisher endpoint (repeatable; default {DEFAULT_ENDPOINT})")
@@ -556,16 +558,11 @@ def main(argv=None) -> int:
         check_display()
     viewer = Viewer(cfg)
 
-    def stop(signum, _frame):
-        viewer.stop_reason = "signal"
+    def stop(_signum, _frame):
+        viewer.stop_reason = "signal"  # the loop ends, then the recording and sheet are written out
 
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)} if in_main_thread else {}
-    try:
+    with stop_signals(stop):
         return viewer.run()
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 if __name__ == "__main__":

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import sys
 
-from ..cli_common import cli_entry
+from ..cli_common import OneLineParser, cli_entry, stop_signals
 
 EXAMPLES = """examples:
   # rt NBSN on the REDS_BASE train files plus three simulated scenes, at most 55 minutes
@@ -24,7 +25,7 @@ EXAMPLES = """examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="ssml-train", description=__doc__, epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data", nargs="*", help=".dat files or folders of them (searched recursively); a sibling "
@@ -102,11 +103,14 @@ def main(argv=None) -> int:
         build_parser().error("give training data: .dat files/folders and/or --sim SCENE")
     from .loop import Trainer
 
-    trainer = Trainer(config_from_args(args, argv))
-    try:
-        result = trainer.run()
-    finally:
-        trainer.close()
+    # SIGTERM as Ctrl-C (also when started in the background, where SIGINT comes in ignored): the run ends
+    # with "interrupted", exit 130; checkpoints are written atomically, so last.pt stays whole
+    with stop_signals(signal.default_int_handler):
+        trainer = Trainer(config_from_args(args, argv))
+        try:
+            result = trainer.run()
+        finally:
+            trainer.close()
     if trainer.dist.is_main:
         val = result["last_val"] or {}
         print(f"ssml-train: {result['step']} steps in {result['elapsed_s'] / 60:.1f} min"

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..cli_common import cli_entry
+from ..cli_common import OneLineParser, check_output_path, cli_entry
 from ..errors import ConfigError, ModelError
 
 FORMATS = ("torchscript", "export", "weights")
@@ -138,8 +138,7 @@ def export_nbsn(spec: str, fmt: str, out: str | Path, height: int = 250, width: 
     if fmt not in FORMATS:
         raise ConfigError(f"--format {fmt!r}: use {', '.join(FORMATS)}")
     out = Path(out)
-    if out.parent and not out.parent.exists():
-        raise ConfigError(f"--out {out}: folder {out.parent} does not exist")
+    check_output_path(out, "exported model", inputs=[spec, *([eval_json] if eval_json else [])])
     model, arch = load_nbsn(spec)
     example = example_input(height, width)
     try:
@@ -164,8 +163,8 @@ def export_nbsn(spec: str, fmt: str, out: str | Path, height: int = 250, width: 
 
 @cli_entry("ssml-export")
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="ssml-export", description=__doc__, epilog=EXAMPLES,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="ssml-export", description=__doc__, epilog=EXAMPLES,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("ckpt", help="ssml-train checkpoint (.pt), shipped-weights file, or name (ssml, ssml-full)")
     p.add_argument("--format", choices=FORMATS, default="torchscript")
     p.add_argument("--out", required=True, help="output file (.ts/.pt for torchscript, .pt2 for export, "
