@@ -25,7 +25,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..cli_common import cli_entry
+from ..cli_common import OneLineParser, check_output_path, cli_entry
 from ..data_paths import shared_data
 from ..errors import ConfigError, ModelError
 from ..formats import RATE_GAIN
@@ -223,8 +223,8 @@ def _run_sweep(args, argv, default_data: Path) -> int:
 @cli_entry("ssml-eval")
 def main(argv=None) -> int:
     default_data = shared_data() / "reds_base" / "test"
-    p = argparse.ArgumentParser(prog="ssml-eval", description=__doc__, epilog=EXAMPLES,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(prog="ssml-eval", description=__doc__, epilog=EXAMPLES,
+                      formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("models", nargs="*", help="shipped names (ssml-rt, ssml-full), weights files, ssml-train "
                    "checkpoints, TorchScript files or .pt2 exports")
     p.add_argument("--data", action="append", help=".dat files or folders with NAME.png ground truth "
@@ -240,6 +240,11 @@ def main(argv=None) -> int:
                    help="basic: REDS + built-in scenes; sweep: motion, light, sensor faults and content at "
                    "unseen seeds (train/sweep.py), --png draws PSNR vs speed and vs light")
     args = p.parse_args(sys.argv[1:] if argv is None else argv)
+    inputs = [*args.models, *(args.data or [])]
+    if args.json:
+        check_output_path(args.json, "results file", inputs=inputs)
+    if args.png:
+        check_output_path(args.png, "comparison image", inputs=inputs, others=[args.json])
     if args.suite == "sweep":
         return _run_sweep(args, sys.argv[1:] if argv is None else argv, default_data)
 
