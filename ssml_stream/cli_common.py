@@ -121,17 +121,20 @@ def check_output_path(path, what: str, *, inputs: Iterable = (), others: Iterabl
                       size: int = 0) -> None:
     """Refuse, before any work starts, an output that cannot be written or would destroy data.
 
-    `what` names the output in the message ("recording", "ground truth"); `inputs` are files the run
-    reads (writing over one truncates it under its reader); `others` are the run's other outputs (one
-    would silently replace another); `folder`: the output is a folder that receives files (it may
-    exist); `size`: bytes the output will take, checked against the free disk space.
-    Messages name paths, not options, so the Python API can raise them too.
+    `what` names the output in the message ("recording", "ground truth"). `inputs`: paths the run reads
+    (writing over one truncates it under its reader); names that are not files, such as a built-in
+    scene, are ignored. `others`: the run's other outputs (one would silently replace another).
+    `folder`: the output is a folder that receives files (it may exist). `size`: bytes the output will
+    take, checked against the free disk space. Messages name paths, not options, so the Python API can
+    raise them too.
     """
     from .errors import ConfigError
     path = os.fspath(path)
     target = os.path.abspath(path)
     if folder and os.path.isdir(target):
         parent = target
+    elif folder and os.path.exists(target):
+        raise ConfigError(f"cannot write the {what} {path}: it is a file, not a folder")
     else:
         if os.path.isdir(target):
             raise ConfigError(f"cannot write the {what} {path}: it is a folder")
@@ -141,7 +144,7 @@ def check_output_path(path, what: str, *, inputs: Iterable = (), others: Iterabl
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ConfigError(f"cannot write the {what} {path}: folder {parent} is not writable")
     for source in inputs:
-        if _same_file(target, os.fspath(source)):
+        if os.path.exists(source) and _same_file(target, os.fspath(source)):
             raise ConfigError(f"the {what} {path} is also the input {source}: writing it would destroy the "
                               "input; choose another output path")
     for other in others:
