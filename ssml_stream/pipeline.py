@@ -6,6 +6,8 @@ Stages run as **threads** in one process, each with one job:
 - record:      (optional, --record) its own ring cursor writes every packed frame to a `.dat` file;
 - reconstruct: reads windows from its cursor, unpacks them (Numba) and runs the model;
 - sink:        publishes (ZeroMQ), appends to --save, hands outputs to `stream()` and measures latency;
+- adapt:       (optional, --adapt) `ssml_stream.train.adapt` trains on windows it copies from the ring
+               and swaps an improved model into `self.rec`, which the reconstruct loop reads per window;
 - the caller's thread prints a status line about once a second and waits for the end.
 
 Why threads, not processes: the heavy work (Numba unpack with `nogil`, torch kernels, ZeroMQ sends,
@@ -40,6 +42,7 @@ import numpy as np
 
 from .cli_common import check_output_path, format_bytes
 from .errors import ConfigError, SsmlError
+from .formats import RATE_GAIN, open_writer, stored_width_for
 from .npzstream import NpzStream
 from .ring import Ring
 from .unpack import SlidingWindows, unpack_into
@@ -71,7 +74,7 @@ class PipelineConfig:
     curve_keys: str | None = None        # CURVE key folder (ssml_stream.keys): encrypt, authorised viewers only
     fmt: str = "u1"
     gamma: float = 1.0
-    rate_norm: float = 0.6
+    rate_norm: float = RATE_GAIN
     compute: str = "auto"
     precision: str = "auto"
     threads: int | None = None
@@ -85,6 +88,7 @@ class PipelineConfig:
     ring_frames: int | None = None       # None: up to RING_BYTES of frames (16384 = 0.4 s at 250x400, 40 kHz)
     status_interval_s: float | None = 1.0  # None: no status lines (the Python API default)
     print_summary: bool = True
+    adapt: dict | None = None            # online adaptation (ssml_stream.train.adapt.AdaptOptions fields); None: off
 
     def validate(self) -> "PipelineConfig":
         if self.window_frames < 1 or self.window_frames % 2 == 0:
@@ -323,8 +327,10 @@ class Pipeline:
             if self.publisher is not None:
                 self._closers.append(self.publisher.close)
             if reconstructor is None:
-                from .runtime import load_model
-                reconstructor = load_model(c.model, c.compute, precision=c.precision, threads=c.threads)
+                from .runtime import default_threads, load_model
+                # torch gets cores - 1 threads unless told otherwise: capture keeps a core
+                reconstructor = load_model(c.model, c.compute, precision=c.precision,
+                                           threads=c.threads or default_threads())
             self.rec = reconstructor
             wf = getattr(self.rec, "window_frames", None)
             if wf and wf != c.window_frames:
@@ -336,7 +342,7 @@ class Pipeline:
             self._closers.append(self.driver.close)
             info = self.driver.info
             self.height, self.width, self.rate_hz = info.height, info.width, info.rate_hz
-            self.stored_width = info.frame_bytes * 8 // info.height
+            self.stored_width = stored_width_for(info.height, info.width, info.frame_bytes)
             self.lossless = not info.live or (c.stride_frames is not None and c.fps is None)
             self.fps = None if self.lossless else (c.fps or DEFAULT_FPS)
             target_fps = c.fps or DEFAULT_FPS
@@ -346,12 +352,16 @@ class Pipeline:
             self.rec_cursor_record = self.ring.cursor() if c.record_path else None
             self.record_writer = None
             if c.record_path:
-                from .formats import DatWriter
-                self.record_writer = DatWriter(c.record_path, self.height, self.stored_width)
+                self.record_writer = open_writer(c.record_path, self.height, self.width, self.stored_width)
                 self._closers.append(self.record_writer.close)
             self.saver = NpzSaver(c.save_path, self.height, self.width) if c.save_path else None
             if self.saver:
                 self._closers.append(self.saver.close)
+            self.adapter = None
+            if c.adapt is not None:
+                from .train.adapt import Adapter  # training code is imported only when adapting
+                self.adapter = Adapter.for_pipeline(self, c.adapt)
+                self._closers.append(self.adapter.close)
         except BaseException:
             if getattr(self, "saver", None):
                 self.saver.close(discard=True)
@@ -514,6 +524,8 @@ class Pipeline:
             t = threading.Thread(target=self._guard(fn), name=f"ssml-{name}", daemon=True)
             self._threads.append(t)
             t.start()
+        if self.adapter is not None:
+            self.adapter.start()
 
     def stop(self) -> None:
         """Stop every stage (safe from a signal handler): source, ring waits, model loop."""
@@ -552,6 +564,8 @@ class Pipeline:
                  "latency_p50_ms": round(p50, 2), "latency_p99_ms": round(p99, 2), "frames_in": self.frames_in,
                  "dropped": self.dropped, "skipped": self.skipped, "windows_out": self.windows_out,
                  "model": getattr(self.rec, "name", "?")}
+        if self.adapter is not None:
+            stats.update(self.adapter.stats())
         if self.publisher is not None:
             try:
                 self.sink_queue.put_nowait(stats)
@@ -559,7 +573,8 @@ class Pipeline:
                 pass
         if interval:
             self.log(f"[{stats['t_s']:6.1f} s] fps {fps:6.1f}  latency p50 {p50:6.1f} ms p99 {p99:6.1f} ms  "
-                     f"dropped {stats['dropped']}  skipped {stats['skipped']}  in {stats['frames_in']}")
+                     f"dropped {stats['dropped']}  skipped {stats['skipped']}  in {stats['frames_in']}"
+                     + (self.adapter.status_text(stats) if self.adapter is not None else ""))
 
     def close(self) -> None:
         """Stop and join the stages (bounded wait), flush --save/--record, close sockets and the driver."""

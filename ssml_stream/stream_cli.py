@@ -19,6 +19,7 @@ EXAMPLES = f"""examples:
   ssml-stream --device file:rec.dat --model tfp --speed max --stride 10 --save out.npz   # offline, every 10th window
   ssml-stream --device rec.dat --speed 1 --loop --publish ipc:///tmp/ssml.ipc
   ssml-stream --device tcp://127.0.0.1:7000 --model model.pt --record copy.dat --duration 60
+  ssml-stream --device /dev/spike0 --model ssml --adapt --adapt-save mine.pt   # the camera keeps teaching its network
 
 modes: a live source (camera, sim, file at --speed N) is reconstructed at --fps (default 30) from the newest
 complete window; windows it cannot keep up with are skipped and counted, the source is never slowed.
@@ -78,7 +79,28 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--record", metavar="OUT.dat", help="also record every packed spike frame to a .dat file")
     out.add_argument("--view", action="store_true", help="start ssml-view on the first endpoint as well")
     out.add_argument("--quiet", action="store_true", help="no status lines (the summary is still printed)")
+
+    adapt = p.add_argument_group("online adaptation (self-supervised, in a background thread)")
+    adapt.add_argument("--adapt", action="store_true",
+                       help="keep training the network on the live spikes; improved weights replace the running "
+                            "ones only when their loss on held-out windows of the stream is lower")
+    adapt.add_argument("--adapt-lr", type=positive_float, metavar="LR", help="learning rate (default 1e-4)")
+    adapt.add_argument("--adapt-every", type=positive_float, metavar="S",
+                       help="seconds between held-out checks, i.e. possible swaps (default 10)")
+    adapt.add_argument("--adapt-save", metavar="OUT.pt",
+                       help="weights file rewritten at every swap and at exit (loads with --model OUT.pt; "
+                            "the BSN is saved beside it as OUT-bsn.pt)")
     return p
+
+
+def adapt_options(args: argparse.Namespace) -> dict | None:
+    """--adapt* flags as PipelineConfig.adapt (None without --adapt)."""
+    given = {"lr": args.adapt_lr, "every_s": args.adapt_every, "save_path": args.adapt_save}
+    if not args.adapt:
+        if any(v is not None for v in given.values()):
+            raise ConfigError("--adapt-lr, --adapt-every and --adapt-save need --adapt")
+        return None
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
@@ -95,7 +117,8 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         curve_keys=args.curve_keys,
         compute=args.compute, precision=args.precision, threads=args.threads, height=args.height,
         width=args.width, stored_width=args.stored_width, allow_truncated=args.allow_truncated,
-        rate_hz=args.rate, seed=args.seed, status_interval_s=None if args.quiet else 1.0).validate()
+        rate_hz=args.rate, seed=args.seed, status_interval_s=None if args.quiet else 1.0,
+        adapt=adapt_options(args)).validate()
 
 
 def start_viewer(endpoint: str, *viewer_args: str) -> subprocess.Popen:

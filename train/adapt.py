@@ -180,12 +180,15 @@ class Adapter:
         self._thread = threading.Thread(target=self._run, name="ssml-adapt", daemon=True)
         self._thread.start()
 
-    def close(self, timeout_s: float = 1.0) -> None:
+    def close(self, timeout_s: float = 30.0) -> None:
         """Stop the thread, write `save_path` (the live weights, whether or not the thread has
-        finished its step yet) and log a summary."""
+        finished its step yet) and log a summary. Waits for the step in progress: a daemon thread
+        still inside a torch op when the interpreter exits aborts the process ("terminate called")."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                self.log(f"adapt: the training thread did not stop within {timeout_s:.0f} s")
         if self.options.save_path:
             self.save()
         self.log(f"adapt: {self.steps} steps, {self.swaps} swaps, {self.poisoned} poisoned steps skipped"

@@ -16,6 +16,10 @@ EXAMPLES = """examples:
   # full NBSN, resumed from its last checkpoint
   ssml-train ../shared/data/reds_base/train --nbsn full --steps 20000 --run-dir runs/full --resume
 
+  # fine-tune the shipped rt NBSN (and its BSN) on your own camera's recordings for 20 minutes;
+  # writes runs/mine/adapted.pt, then: ssml-stream --model runs/mine/adapted.pt
+  ssml-train my_recordings/ --init ssml --lr 1e-4 --max-minutes 20 --run-dir runs/mine
+
   # rt NBSN distilled from a trained full NBSN
   ssml-train data/ --nbsn rt --distill-from runs/full/best.pt --run-dir runs/rt-distill
 
@@ -28,11 +32,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = OneLineParser(
         prog="ssml-train", description=__doc__, epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("data", nargs="*", help=".dat files or folders of them (searched recursively); a sibling "
-                   "NAME.png is ground truth at --gt-frame, used for validation only")
+    p.add_argument("data", nargs="*", help=".dat/.npy/.npz spike files or folders of them (searched recursively); "
+                   "a sibling NAME.png is ground truth at --gt-frame, used for validation only")
     p.add_argument("--sim", action="append", default=[], metavar="SPEC",
                    help="simulated stream: built-in scene name, image or video path (repeatable)")
-    p.add_argument("--nbsn", choices=["full", "rt"], default="full", help="which non-blind network to train")
+    p.add_argument("--nbsn", choices=["full", "rt"],
+                   help="which non-blind network to train (default: full, or the one --init holds)")
+    p.add_argument("--init", metavar="NAME|PATH",
+                   help="fine-tune: start both networks from weights (ssml, ssml-full, a weights file; the BSN "
+                        "from NAME-bsn.pt beside it) or a checkpoint; writes RUN_DIR/adapted.pt at the end")
     p.add_argument("--run-dir", default="runs/ssml", help="folder for checkpoints, log.jsonl, curves.png")
     p.add_argument("--steps", type=int, default=10_000, help="optimiser steps (cosine schedule length)")
     p.add_argument("--max-minutes", type=float, default=0.0,
@@ -70,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", choices=["adaptive", "tfi"], default="adaptive",
                    help="pseudo-label: adaptive (TFI where bright, spike count where dark) or tfi (the paper's)")
     p.add_argument("--no-light-weighting", action="store_true",
-                   help="plain MSE instead of weighing each crop by 1 / its mean firing rate squared")
+                   help="plain MSE instead of weighing each crop by 1 / its mean firing rate")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bar")
     return p
 
@@ -88,7 +96,8 @@ def config_from_args(args: argparse.Namespace, argv: list[str]):
         max_minutes=args.max_minutes, lr=args.lr, batch_size=args.batch_size, crop=args.crop,
         mutual_weight=args.mutual_weight, distill_from=args.distill_from, distill_weight=args.distill_weight,
         val_every=args.val_every, val_crop=args.val_crop, ckpt_every=args.ckpt_every, log_every=args.log_every,
-        seed=args.seed, threads=args.threads, amp=args.amp, device=args.device, resume=args.resume, height=args.height,
+        seed=args.seed, threads=args.threads, amp=args.amp, device=args.device, resume=args.resume, init=args.init,
+        height=args.height,
         width=args.width, stored_width=args.stored_width, gt_frame=args.gt_frame, sim_frames=args.sim_frames, sim_height=sim_h,
         sim_width=sim_w, sim_clips=args.sim_clips, worlds=args.worlds,
         world_textures=list(args.world_texture), label=args.label, light_weighting=not args.no_light_weighting, progress=not args.no_progress,
@@ -117,7 +126,8 @@ def main(argv=None) -> int:
               + (" (time budget reached)" if result["stopped_by_time"] else "")
               + (f"; val PSNR BSN {val['psnr_bsn']:.2f} dB, NBSN {val['psnr_nbsn']:.2f} dB" if val and val["windows"]
                  else "; no ground truth for validation")
-              + f"; checkpoints in {result['run_dir']}")
+              + f"; checkpoints in {result['run_dir']}"
+              + (f"; weights (--model) {result['adapted']}" if "adapted" in result else ""))
     return 0
 
 
