@@ -16,17 +16,20 @@ def run_cli(capsys, *args):
     return rc, capsys.readouterr()
 
 
-def test_offline_reds_center_150(reds_test, tmp_path, capsys):
+def test_offline_reds_ground_truth_frame(reds_test, tmp_path, capsys):
+    """Real camera bits (the full REDS file, or its committed 41-frame excerpt) through the CLI."""
     dat, gt = reds_test
     out = tmp_path / "out.npz"
     rc, cap = run_cli(capsys, "--device", f"file:{dat}", "--model", "tfp", "--speed", "max", "--stride", "10",
                       "--save", str(out), "--no-publish", "--quiet")
     assert rc == 0
     z = np.load(out)
-    assert z["frames"].shape == (len(z["center"]), 250, 400) and 150 in z["center"]
-    assert psnr(z["frames"][list(z["center"]).index(150)] / 0.6, gt) >= 31.5
+    k = reds_test.gt_frame  # 150 in the full file, 20 in the excerpt: both on the grid 20 + 10 k
+    assert z["frames"].shape == (len(z["center"]), 250, 400) and k in z["center"]
+    assert psnr(z["frames"][list(z["center"]).index(k)] / 0.6, gt) >= 31.5
+    windows = len(range(20, reds_test.frames - 20, 10))
     summary = [line for line in cap.err.splitlines() if line.startswith("summary:")]
-    assert len(summary) == 1 and "frames in 301, frames dropped 0, windows out 27" in summary[0]
+    assert len(summary) == 1 and f"frames in {reds_test.frames}, frames dropped 0, windows out {windows}" in summary[0]
 
 
 @pytest.mark.parametrize("args, message", [

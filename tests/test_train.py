@@ -117,6 +117,20 @@ def test_mutual_term_sends_gradients_into_both_networks():
     teacher = torch.zeros_like(n)
     t2 = mutual_loss(b, n, label, 0.01, teacher_out=teacher, distill_weight=2.0)
     assert torch.allclose(t2["loss"], manual + 2.0 * torch.mean(n ** 2))
+    # the teacher only where it is trusted: a masked-out sample adds nothing to the distillation term
+    mask = torch.tensor([1.0, 0.0]).view(2, 1, 1, 1)
+    t3 = mutual_loss(b, n, label, 0.01, teacher_out=teacher, distill_weight=2.0, distill_mask=mask)
+    assert torch.allclose(t3["loss_distill"], torch.mean((n * mask) ** 2))
+    assert t3["loss_distill"] < t2["loss_distill"]
+
+
+def test_per_sample_weights_scale_each_crop():
+    b = torch.zeros(2, 1, 2, 2)
+    n = torch.zeros(2, 1, 2, 2)
+    label = torch.stack([torch.full((1, 2, 2), 1.0), torch.full((1, 2, 2), 2.0)])
+    weight = torch.tensor([2.0, 0.0]).view(2, 1, 1, 1)
+    terms = mutual_loss(b, n, label, 0.0, weight=weight)
+    assert float(terms["loss_bsn"]) == pytest.approx((2.0 * 1.0 + 0.0 * 4.0) * 4 / 8)
 
 
 def _tiny_config(tmp_path, dat_path, **kw):

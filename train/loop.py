@@ -72,6 +72,7 @@ class TrainConfig:
     mutual_weight: float = 0.01
     distill_from: str | None = None
     distill_weight: float = 1.0
+    distill_rates: tuple | None = None  # (lo, hi): the teacher term only for crops whose mean rate lies in [lo, hi]
     val_every: int = 250
     val_crop: int = 0  # 0 = validate on full frames; else a centred crop of this size
     ckpt_every: int = 0  # 0 = at every validation
@@ -112,7 +113,7 @@ class MutualPair(nn.Module):
 
 
 def mutual_loss(bsn_out, nbsn_out, label, mutual_weight: float = 0.01, teacher_out=None,
-                distill_weight: float = 1.0, weight=None) -> dict:
+                distill_weight: float = 1.0, weight=None, distill_mask=None) -> dict:
     """Loss terms (tensors). The mutual term keeps gradients into both networks (no detach).
     `weight` (B x 1 x 1 x 1, mean 1) weighs each sample's squared errors."""
     def mse(a, b):
@@ -121,7 +122,9 @@ def mutual_loss(bsn_out, nbsn_out, label, mutual_weight: float = 0.01, teacher_o
     terms = {"loss_bsn": mse(bsn_out, label), "loss_mutual": mse(nbsn_out, bsn_out)}
     loss = terms["loss_bsn"] + mutual_weight * terms["loss_mutual"]
     if teacher_out is not None:
-        terms["loss_distill"] = mse(nbsn_out, teacher_out)
+        # distill_mask (B x 1 x 1 x 1 of 0/1): the crops where the teacher is trusted
+        terms["loss_distill"] = mse(nbsn_out, teacher_out) if distill_mask is None else \
+            mse(nbsn_out * distill_mask, teacher_out * distill_mask)
         loss = loss + distill_weight * terms["loss_distill"]
     terms["loss"] = loss
     return terms
@@ -435,8 +438,13 @@ class Trainer:
                 with torch.no_grad():
                     teacher_out = self.teacher(x).float()
         bsn_out, nbsn_out = bsn_out.float(), nbsn_out.float()
+        distill_mask = None
+        if teacher_out is not None and self.cfg.distill_rates:
+            rate = x.mean(dim=(1, 2, 3), keepdim=True)
+            lo, hi = self.cfg.distill_rates
+            distill_mask = ((rate >= lo) & (rate <= hi)).float()
         terms = mutual_loss(bsn_out, nbsn_out, label, self.cfg.mutual_weight, teacher_out, self.cfg.distill_weight,
-                            weight)
+                            weight, distill_mask)
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         self.optimizer.step()
