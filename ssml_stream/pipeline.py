@@ -628,7 +628,7 @@ def _open_publisher(c: PipelineConfig):
         raise ConfigError(f"cannot publish on {', '.join(c.publish)}: {e}") from None
 
 
-def stream(device: str = "sim", model: str = "ssml", fps: float | None = DEFAULT_FPS,
+def stream(device: str = "sim", model: str = "ssml-rt", fps: float | None = DEFAULT_FPS,
            duration: float | None = None, *, stride: int | None = None, window: int = 41,
            speed: float | None = 1.0, publish: list[str] | None = None, compute: str = "auto",
            max_queued: int = 4, **options) -> Iterator[Output]:

@@ -8,18 +8,19 @@ import threading
 
 from .cli_common import (OneLineParser, cli_entry, nonneg_int, positive_float, positive_int, say, speed,
                          stop_signals)
+from .display import DEFAULT_RATE_NORM
 from .errors import ConfigError
 from .pipeline import DEFAULT_ENDPOINT, FORMATS, Pipeline, PipelineConfig
 
 PROG = "ssml-stream"
 
 EXAMPLES = f"""examples:
-  ssml-stream --device sim --model ssml                       # live simulated camera, viewers on {DEFAULT_ENDPOINT}
+  ssml-stream --device sim --model ssml-rt                    # live simulated camera, viewers on {DEFAULT_ENDPOINT}
   ssml-stream --device sim:shapes --model tfp --fps 60 --view # with a viewer window
   ssml-stream --device file:rec.dat --model tfp --speed max --stride 10 --save out.npz   # offline, every 10th window
   ssml-stream --device rec.dat --speed 1 --loop --publish ipc:///tmp/ssml.ipc
   ssml-stream --device tcp://127.0.0.1:7000 --model model.pt --record copy.dat --duration 60
-  ssml-stream --device /dev/spike0 --model ssml --adapt --adapt-save mine.pt   # the camera keeps teaching its network
+  ssml-stream --device /dev/spike0 --model ssml-rt --adapt --adapt-save mine.pt   # the camera keeps teaching its network
 
 modes: a live source (camera, sim, file at --speed N) is reconstructed at --fps (default 30) from the newest
 complete window; windows it cannot keep up with are skipped and counted, the source is never slowed.
@@ -48,8 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--seed", type=int, default=0, help="simulator seed (default 0)")
 
     rec = p.add_argument_group("reconstruction")
-    rec.add_argument("--model", default="ssml", metavar="NAME|PATH",
-                     help="tfp, tfi, ssml (shipped real-time NBSN), ssml-full, or a TorchScript .pt / "
+    rec.add_argument("--model", default="ssml-rt", metavar="NAME|PATH",
+                     help="tfp, tfi, ssml-rt (shipped real-time network; ssml also accepted), ssml-full, or a TorchScript .pt / "
                           "torch.export .pt2 / weights file (default ssml)")
     rec.add_argument("--window", type=positive_int, default=41, metavar="N", help="window length, odd (default 41)")
     rate = rec.add_mutually_exclusive_group()
@@ -73,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--format", choices=FORMATS, default="u1",
                      help="u1 = display-ready 8-bit, f4/f2 = firing rate (default u1)")
     out.add_argument("--gamma", type=positive_float, default=1.0, help="gamma for u1 frames (default 1)")
-    out.add_argument("--rate-norm", type=positive_float, default=0.6, metavar="R",
-                     help="firing rate shown as white in u1 frames (default 0.6)")
+    out.add_argument("--rate-norm", type=positive_float, default=DEFAULT_RATE_NORM, metavar="R",
+                     help=f"firing rate shown as white in u1 frames (default {DEFAULT_RATE_NORM})")
     out.add_argument("--save", metavar="OUT.npz", help="write frames (N x H x W float32 firing rate) and center (N)")
     out.add_argument("--record", metavar="OUT.dat", help="also record every packed spike frame to a .dat file")
     out.add_argument("--view", action="store_true", help="start ssml-view on the first endpoint as well")
