@@ -52,17 +52,19 @@ def test_shipped_weights_load_and_match_reference():
     assert (got - want).abs().max().item() <= 1e-4
 
 
-def test_eval_switches_layout_not_weights():
+def test_eval_switches_layout_and_activations_not_weights():
     torch.manual_seed(0)
     net = build_model("nbsn")
     before = {k: v.clone() for k, v in net.state_dict().items()}
     convs = [p for p in net.parameters() if p.dim() == 4]
+    activations = [m for m in net.modules() if isinstance(m, torch.nn.LeakyReLU)]
     net.eval()
+    assert all(a.inplace for a in activations)
     assert all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
     # every conv with a spatial kernel and several input channels changes layout (others look alike)
     assert all(not p.is_contiguous() for p in convs if p.shape[1] > 1 and p.shape[2] > 1)
     net.train()
-    assert all(p.is_contiguous() for p in convs)
+    assert all(p.is_contiguous() for p in convs) and not any(a.inplace for a in activations)
     after = net.state_dict()
     assert list(after) == list(before)
     assert all(torch.equal(after[k], v) for k, v in before.items())
