@@ -3,7 +3,7 @@ timed in the same process, on the same 41-frame window, round after round (load 
 
 Rows (each takes the 41 x H x W uint8 window and returns the H x W image, so every row includes its
 own input conversion and feature computation):
-- ssml (rt) and ssml-full (full NBSN) through `ssml_stream.load_model`, the path the pipeline and
+- ssml-rt and ssml-full (full NBSN) through `ssml_stream.load_model`, the path the pipeline and
   `ssml-eval` use (CPU: traced + frozen fp32; the full NBSN channels-last in eval mode); ssml-full
   once more with `precision="bf16"` (autocast, fp32 output head) on CPU;
 - the SSML public release's inference path, re-implemented (bench/peers.py `ReleaseNbsn`): the same
@@ -12,7 +12,7 @@ own input conversion and feature computation):
 - a supervised peer of similar size: a plain 2.9 M-parameter U-Net on the 41-frame window
   (bench/peers.py `PlainUNet`), random weights, eager fp32 as a release would run it, and through
   our runtime. A size/compute stand-in, not any peer's trained model.
-Ratios: x_ssml_rt = ms / ms of ssml, x_ssml_full = ms / ms of ssml-full fp32 (> 1: slower than ours).
+Ratios: x_ssml_rt = ms / ms of ssml-rt, x_ssml_full = ms / ms of ssml-full fp32 (> 1: slower than ours).
 """
 from __future__ import annotations
 
@@ -63,9 +63,9 @@ def build_methods(args) -> dict[str, Method]:
 
     threads = args.threads or os.cpu_count() or 1
     opts = dict(compute=args.device, threads=threads)
-    rt_net, full_net = load_weights("ssml")[0], load_weights("ssml-full")[0]
+    rt_net, full_net = load_weights("ssml-rt")[0], load_weights("ssml-full")[0]
     ours = "fp16" if args.device == "cuda" else "fp32"
-    methods = {"ssml (rt, ours)": Method(load_model("ssml", **opts), rt_net, ours),
+    methods = {"ssml-rt (ours)": Method(load_model("ssml-rt", **opts), rt_net, ours),
                "ssml-full (ours)": Method(load_model("ssml-full", **opts), full_net, ours, True)}
     if args.device == "cpu":
         methods["ssml-full (ours, bf16)"] = Method(load_model("ssml-full", precision="bf16", **opts), full_net,
@@ -106,7 +106,7 @@ def main(argv=None) -> int:
     timed = time_interleaved({name: (lambda m=m: m.run(window)) for name, m in methods.items()}, args.iters,
                              warmup=1)
     full_out = methods["ssml-full (ours)"].run(window)
-    rt_ms, full_ms = timed["ssml (rt, ours)"][1], timed["ssml-full (ours)"][1]
+    rt_ms, full_ms = timed["ssml-rt (ours)"][1], timed["ssml-full (ours)"][1]
     rows = []
     for name, m in methods.items():
         median, best = timed[name]

@@ -70,7 +70,7 @@ rows = []
 with tempfile.TemporaryDirectory() as tmp:
     clip = os.path.join(tmp, "clip.dat")
     tool("ssml_stream.cli:sim_main", clip, "--scene", "traffic", "--frames", "4000")
-    for model, stride in (("ssml", 10), ("ssml-full", 40)):
+    for model, stride in (("ssml-rt", 10), ("ssml-full", 40)):
         out = os.path.join(tmp, f"{model}.npz")
         t0 = time.perf_counter()
         tool("ssml_stream.stream_cli:main", "--device", f"file:{clip}", "--model", model, "--compute", "cuda",

@@ -29,7 +29,7 @@ def parse_args(argv):
     p = argparse.ArgumentParser(prog="ssml-bench model", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="examples:\n  ssml-bench model\n  ssml-bench model --arch rt --threads 2 "
-                                       "--iters 100\n  ssml-bench model --weights ssml ssml-full --json out/model.json\n"
+                                       "--iters 100\n  ssml-bench model --weights ssml-rt ssml-full --json out/model.json\n"
                                        "  ssml-bench model --device cuda --full-iters 10")
     p.add_argument("--arch", nargs="+", default=["rt", "nbsn"], choices=["rt", "nbsn"])
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2], help="torch thread counts (one row set each)")

@@ -10,7 +10,7 @@ subscribers and with four subscriber processes (three draining and validating ev
 connected but never reading). The subscriber ratio is fps(4 subscribers) / fps(none) in the same run;
 rows are run in interleaved segments (`--segments`, default 3) so that load changes on a shared machine
 hit all rows alike.
-The rt model is the shipped `ssml` weights when present, otherwise the untrained rt architecture
+The rt model is the shipped `ssml-rt` weights when present, otherwise the untrained rt architecture
 (same cost per frame); the JSON says which.
 
 Targets: rt 0 dropped, >= 30 fps, p99 <= 100 ms; TFP >= 200 fps; subscriber ratio >= 0.95.
@@ -51,7 +51,7 @@ def parse_args(argv):
                                        "  ssml-bench pipeline --model /path/model.pt --json out/pipeline.json")
     p.add_argument("--seconds", type=float, default=60.0, help="stream seconds per row (default 60)")
     p.add_argument("--device", default="sim", help="live source (default sim)")
-    p.add_argument("--model", default=None, help="rt rows: model name/path (default: ssml, else untrained rt)")
+    p.add_argument("--model", default=None, help="rt rows: model name/path (default: ssml-rt, else untrained rt)")
     p.add_argument("--rows", nargs="+", default=["rt-0", "rt-4", "tfp-0", "tfp-4"],
                    choices=["rt-0", "rt-4", "tfp-0", "tfp-4"], help="MODEL-SUBSCRIBERS rows to run")
     p.add_argument("--rt-fps", type=float, default=30.0, help="target fps of the rt rows (default 30)")
@@ -72,7 +72,7 @@ def rt_reconstructor(model: str | None, threads: int | None):
     if model:
         return load_model(model, "auto", threads=threads), model
     try:
-        return load_model("ssml", "auto", threads=threads), "ssml (shipped rt weights)"
+        return load_model("ssml-rt", "auto", threads=threads), "ssml-rt (shipped weights)"
     except ModelError:
         import torch
 

@@ -1,6 +1,6 @@
 """`ssml-bench scaling`: how throughput scales, as three PNG plots plus the rows as JSON.
 
-- resolution: frames/s of the rt network (`ssml`, the runtime's CPU path: traced + frozen fp32, torch
+- resolution: frames/s of the rt network (`ssml-rt`, the runtime's CPU path: traced + frozen fp32, torch
   threads as the live pipeline sets them unless --threads) on one 41-frame window, per frame size;
   TFP alongside.
 - window: the rt network always takes 41 frames, so this sweep varies what can vary with the window
@@ -48,7 +48,8 @@ def parse_args(argv):
     p.add_argument("--subscribers", nargs="+", type=int, default=[0, 1, 2, 4])
     p.add_argument("--iters", type=int, default=10, help="timed runs per point (default 10)")
     p.add_argument("--send-frames", type=int, default=1000, help="frames sent per subscriber count (default 1000)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: as the live pipeline)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads (default: as the live pipeline, one core fewer than the machine has)")
     p.add_argument("--out-dir", default="bench_results", help="folder for the PNG plots (default bench_results)")
     p.add_argument("--json", default="bench_results/scaling.json")
     args = p.parse_args(argv)
@@ -84,14 +85,14 @@ def _spikes(n, h, w, seed=0):
 
 def resolution_sweep(args) -> list[dict]:
     from ..features import tfp
-    from ..runtime import load_model
-    rec = load_model("ssml", "cpu", threads=args.threads)
+    from ..runtime import default_threads, load_model
+    rec = load_model("ssml-rt", "cpu", threads=args.threads or default_threads())
     rows = []
     for h, w in args.sizes:
         window = _spikes(41, h, w)
         out = np.empty((h, w), np.float32)
         mp = h * w / 1e6
-        rows.append(_row("resolution", f"{h}x{w}", "rt network (ssml)",
+        rows.append(_row("resolution", f"{h}x{w}", "rt network (ssml-rt)",
                          *_best_median_ms(lambda: rec(window, out), args.iters), mp))
         rows.append(_row("resolution", f"{h}x{w}", "TFP",
                          *_best_median_ms(lambda: tfp(window, out), args.iters), mp))

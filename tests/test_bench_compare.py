@@ -19,10 +19,10 @@ def test_compare_bench_reports_ratios_against_ours(tmp_path, capsys):
     assert rc == 0
     result = json.loads(out.read_text())
     rows = {r["method"]: r for r in result["rows"]}
-    assert set(rows) == {"ssml (rt, ours)", "ssml-full (ours)", "ssml-full (ours, bf16)",
+    assert set(rows) == {"ssml-rt (ours)", "ssml-full (ours)", "ssml-full (ours, bf16)",
                          "SSML release NBSN (re-impl.)", "plain U-Net stand-in, eager",
                          "plain U-Net stand-in, our runtime"}
-    rt, full = rows["ssml (rt, ours)"], rows["ssml-full (ours)"]
+    rt, full = rows["ssml-rt (ours)"], rows["ssml-full (ours)"]
     assert rt["x_ssml_rt"] == 1 and full["x_ssml_full"] == 1
     for r in rows.values():
         assert r["ms_best"] > 0 and r["params"] > 0 and r["gmac"] > 0

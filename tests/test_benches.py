@@ -57,7 +57,7 @@ def test_scaling_bench_writes_rows_and_plots(tmp_path):
     result = json.loads(out.read_text())
     points = {(r["sweep"], r["setting"], r["what"]): r for r in result["rows"]}
     assert {s for s, _, _ in points} == {"resolution", "window", "subscribers"}
-    assert ("resolution", "40x48", "rt network (ssml)") in points
+    assert ("resolution", "40x48", "rt network (ssml-rt)") in points
     assert ("window", "41 frames", "TFI") in points and ("window", "11 frames", "unpack window") in points
     subs = [points[("subscribers", f"{k} subscribers", "publisher u1 send")] for k in (0, 2)]
     assert subs[1]["received_min"] > 0 and all(r["refused"] == 0 for r in subs)
