@@ -225,7 +225,9 @@ def plot(rows: list[dict], out_dir: str) -> list[str]:
             series = [r for r in points if r["what"] == what]
             y = [r["ms_best"] if sweep == "window" else r["per_s_best"] for r in series]
             ax.plot([r["x"] for r in series], y, marker="o", label=what)
-        if sweep != "subscribers":
+        if sweep == "subscribers":
+            ax.set_xticks(sorted({r["x"] for r in points}))
+        else:
             ax.set_xscale("log")
             ax.set_yscale("log")
         ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
