@@ -47,6 +47,8 @@ def _fmt(v) -> str:
 
 # integer fields that say which configuration a row measured (not what it measured)
 LABEL_INTS = ("threads", "subscribers", "target_fps")
+# text fields that are results, not labels: "meets_*" verdicts, the pipeline's per-segment fps
+OUTCOME_TEXT = ("meets_", "fps_segments")
 
 
 def load_result(path: str) -> dict:
@@ -71,7 +73,8 @@ def _row_labels(rows: list[dict]) -> list[str]:
     """A label per row from its text fields and configuration integers; repeats get #2, #3, ..."""
     labels, seen = [], {}
     for r in rows:
-        parts = [str(v) for k, v in r.items() if isinstance(v, str) or (k in LABEL_INTS and _is_number(v))]
+        parts = [str(v) for k, v in r.items()
+                 if (isinstance(v, str) and not k.startswith(OUTCOME_TEXT)) or (k in LABEL_INTS and _is_number(v))]
         label = " / ".join(parts) or "row"
         seen[label] = seen.get(label, 0) + 1
         labels.append(label if seen[label] == 1 else f"{label} #{seen[label]}")
@@ -88,7 +91,8 @@ def _change(old, new) -> str:
 
 def diff_results(old: dict, new: dict) -> list[dict]:
     """One row per number present in both results (rows matched by label, then top-level numbers):
-    old value, new value and the change (percent of the old value; the difference when it is 0)."""
+    old value, new value and the change (percent of the old value; the difference when it is 0).
+    A verdict that changed (e.g. meets_200k yes -> no) is listed too."""
     out = []
     new_rows = dict(zip(_row_labels(new["rows"]), new["rows"]))
     old_rows = dict(zip(_row_labels(old["rows"]), old["rows"]))
@@ -100,6 +104,8 @@ def diff_results(old: dict, new: dict) -> list[dict]:
         for key, v in o.items():
             if _is_number(v) and key not in LABEL_INTS and _is_number(n.get(key)):
                 out.append({"row": label, "field": key, "old": v, "new": n[key], "change": _change(v, n[key])})
+            elif key.startswith(OUTCOME_TEXT) and key in n and n[key] != v:
+                out.append({"row": label, "field": key, "old": v, "new": n[key], "change": "changed"})
     for label in new_rows.keys() - old_rows.keys():
         out.append({"row": label, "field": "(row)", "old": "missing", "new": "present", "change": ""})
     for key, v in old.items():

@@ -58,11 +58,11 @@ def _write(path, name, rows, **extra):
 
 def test_compare_flag_prints_the_change_of_every_number(tmp_path, capsys):
     old = _write(tmp_path / "old.json", "model", [
-        {"arch": "rt", "variant": "traced", "threads": 1, "ms_best": 10.0, "fps_best": 100.0},
+        {"arch": "rt", "variant": "traced", "threads": 1, "ms_best": 10.0, "fps_best": 100.0, "meets_x": "yes"},
         {"arch": "rt", "variant": "traced", "threads": 2, "ms_best": 6.0, "fps_best": 166.7},
         {"arch": "nbsn", "variant": "eager", "threads": 1, "ms_best": 4000.0, "fps_best": 0.25}], best=0)
     new = _write(tmp_path / "new.json", "model", [
-        {"arch": "rt", "variant": "traced", "threads": 1, "ms_best": 15.0, "fps_best": 66.7},
+        {"arch": "rt", "variant": "traced", "threads": 1, "ms_best": 15.0, "fps_best": 66.7, "meets_x": "no"},
         {"arch": "rt", "variant": "traced", "threads": 2, "ms_best": 6.0, "fps_best": 166.7},
         {"arch": "rt", "variant": "bf16", "threads": 1, "ms_best": 5.0, "fps_best": 200.0}], best=3)
     capsys.readouterr()
@@ -76,6 +76,7 @@ def test_compare_flag_prints_the_change_of_every_number(tmp_path, capsys):
         return found[0]
     assert "+50.0" in line("rt", "traced", "1", "ms_best", "10", "15")
     assert "-33.3" in line("rt", "traced", "1", "fps_best")
+    assert line("rt", "traced", "1", "meets_x", "yes", "no").split()[-1] == "changed"  # a verdict is no label
     assert line("rt", "traced", "2", "ms_best").split()[-1] == "="
     assert "missing" in line("nbsn", "eager", "(row)")
     assert "present" in line("rt", "bf16", "(row)")
