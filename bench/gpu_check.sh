@@ -18,7 +18,8 @@ if [ -z "$PY" ]; then
 fi
 DEST=${OUT:-bench_results/gpu}
 
-if ! probe=$("$PY" -c 'import ssml_stream, torch; print(torch.__version__, torch.version.cuda, torch.cuda.is_available())' 2>&1); then
+probe_code='import ssml_stream, torch; print(torch.__version__, torch.version.cuda, torch.cuda.is_available())'
+if ! probe=$("$PY" -c "$probe_code" 2>&1); then
     echo "gpu_check: error: cannot import ssml_stream and torch with $PY: $(echo "$probe" | tail -n 1)" >&2
     exit 2
 fi

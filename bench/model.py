@@ -4,9 +4,10 @@ Variants: eager fp32; traced + frozen (TorchScript, what the live pipeline runs 
 channels-last tensors; bfloat16 autocast (eager, and traced under autocast); fp16 weights and
 activations (`--device cuda` only, what the runtime uses there). The full NBSN keeps channels-last
 weights and activations in eval mode by itself, and its bf16 row is the runtime's `--precision bf16`
-path (eager under autocast). Each CPU row sets the torch thread count explicitly. The variants of one model run interleaved (round-robin), so load changes
-hit all alike. Median and best-of-N are both reported: on a shared machine the best time is the
-better estimate of the model's own cost, the median shows what contention does.
+path (eager under autocast). Each CPU row sets the torch thread count explicitly. The variants of
+one model run interleaved (round-robin), so load changes hit all alike. Median and best-of-N are both
+reported: on a shared machine the best time is the better estimate of the model's own cost, the
+median shows what contention does.
 Also reports the max abs difference of each variant's output from eager fp32 (random weights unless
 --weights gives weights for that arch).
 """
@@ -29,8 +30,8 @@ def parse_args(argv):
     p = argparse.ArgumentParser(prog="ssml-bench model", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="examples:\n  ssml-bench model\n  ssml-bench model --arch rt --threads 2 "
-                                       "--iters 100\n  ssml-bench model --weights ssml-rt ssml-full --json out/model.json\n"
-                                       "  ssml-bench model --device cuda --full-iters 10")
+                                       "--iters 100\n  ssml-bench model --weights ssml-rt ssml-full "
+                                       "--json out/model.json\n  ssml-bench model --device cuda --full-iters 10")
     p.add_argument("--arch", nargs="+", default=["rt", "nbsn"], choices=["rt", "nbsn"])
     p.add_argument("--threads", nargs="+", type=int, default=[1, 2], help="torch thread counts (one row set each)")
     p.add_argument("--height", type=int, default=250)

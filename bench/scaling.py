@@ -40,9 +40,11 @@ def parse_size(text: str) -> tuple[int, int]:
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="ssml-bench scaling", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="examples:\n  ssml-bench scaling\n  ssml-bench scaling --sizes 250x400 1000x1000 "
-                                       "--iters 5\n  ssml-bench scaling --out-dir /tmp/plots --json /tmp/plots/scaling.json")
-    p.add_argument("--sizes", nargs="+", default=DEFAULT_SIZES, help="frame sizes HxW (default: %(default)s)")
+                                epilog="examples:\n  ssml-bench scaling\n  ssml-bench scaling --sizes 250x400 "
+                                       "1000x1000 --iters 5\n  ssml-bench scaling --out-dir /tmp/plots "
+                                       "--json /tmp/plots/scaling.json")
+    p.add_argument("--sizes", nargs="+", default=DEFAULT_SIZES,
+                   help="frame sizes HxW (default: %(default)s)")
     p.add_argument("--windows", nargs="+", type=int, default=[11, 21, 41, 81, 161, 321],
                    help="window lengths for the classical sweep (odd; default: %(default)s)")
     p.add_argument("--subscribers", nargs="+", type=int, default=[0, 1, 2, 4])
