@@ -114,3 +114,23 @@ def test_sweep_scores_baselines_and_models(monkeypatch, tmp_path):
     assert "translate 0.6 px/frame" in text and "tfp41 as a model margin" in text
     sweep.plot_sweep(result, tmp_path / "sweep.png")
     assert (tmp_path / "sweep.png").stat().st_size > 1000
+
+
+def test_local_rate_is_the_smooth_local_mean():
+    from ssml_stream.models.rt import local_rate
+
+    flat = torch.full((1, 1, 16, 24), 0.2)
+    assert torch.allclose(local_rate(flat), torch.full_like(flat, 0.2 + 1e-3), atol=1e-6)
+    step = torch.zeros(1, 1, 64, 64)
+    step[..., 32:] = 0.6  # dark left half, bright right half
+    r = local_rate(step)[0, 0]
+    assert r[:, 0].max() < 0.01 and r[:, -1].min() > 0.59       # far from the edge: the local level
+    assert 0.05 < float(r[10, 32]) < 0.55                          # at the edge: in between, no jump
+    assert (r[10, 1:] - r[10, :-1] >= -1e-6).all()                 # monotone across the edge
+
+
+def test_normalised_rt_sees_the_light_level():
+    """The log of the local rate is an input channel: the same relative pattern at two light levels
+    reaches the convolutions as different inputs (the global-mean version could not tell them apart)."""
+    net = build_model("rt").eval()
+    assert net.down[0].in_channels == net.skip.in_channels + 1

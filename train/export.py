@@ -112,7 +112,8 @@ def weights_meta(ckpt: dict, eval_json: str | None = None, eval_name: str | None
         "wall_time_min": round(float(ckpt.get("elapsed_s", 0.0)) / 60.0, 1),
         "threads": args.get("threads"), "amp": args.get("amp"), "batch_size": args.get("batch_size"),
         "crop": args.get("crop"), "lr": args.get("lr"),
-        "loss": "MSE(BSN, TFI search 12 fallback 24) + %g * MSE(NBSN, BSN)" % args.get("mutual_weight", 0.01)
+        "loss": ("MSE(BSN, %s label) + %g * MSE(NBSN, BSN)" % (args.get("label", "tfi"), args.get("mutual_weight", 0.01)))
+                + (", each crop weighted by 1 / (mean rate + 0.01)" if args.get("light_weighting") else "")
                 + (" + %g * MSE(NBSN, teacher %s)" % (args.get("distill_weight", 1.0), args.get("distill_from"))
                    if args.get("distill_from") else ""),
         "train_val_psnr_nbsn_best": ckpt.get("best_psnr"),
