@@ -443,6 +443,7 @@ class Pipeline:
         period_s = 1.0 / self.fps
         next_t = time.perf_counter()
         first_center = None
+        last_slot, slots_hit = -1, 0  # grid slots (centre0 + k*stride, rounded) that got an output
         while not self.stop_event.is_set():
             now = time.perf_counter()
             if now < next_t:
@@ -462,9 +463,12 @@ class Pipeline:
                 first_center = center
             self._emit(frame, center, packed_ns[-1])
             # grid windows (centre0 + k*stride) up to this centre that got no output; jitter of less
-            # than half a stride is not a skip
-            grid = (center - first_center + self.stride // 2) // self.stride + 1
-            self.skipped = max(self.skipped, grid - self.windows_out)
+            # than half a stride is not a skip. Counted by slot, not by output: two outputs that round
+            # to one slot (timing jitter) must not hide a later skip nor count one twice.
+            slot = (center - first_center + self.stride // 2) // self.stride
+            if slot > last_slot:
+                last_slot, slots_hit = slot, slots_hit + 1
+            self.skipped = last_slot + 1 - slots_hit
 
     def _reconstruct(self) -> None:
         try:
