@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# GPU check: model, pipeline and offline benchmarks on CUDA in at most 6 minutes.
+# GPU check: model, pipeline and offline benchmarks on CUDA in at most 7 minutes.
 #
 #   bench/gpu_check.sh            # from anywhere; needs the package installed with a CUDA build of torch
 #   OUT=/some/dir bench/gpu_check.sh
 #
 # Writes JSON (same format as every ssml-bench run, so `ssml-bench --compare` works on them) and a
 # steps.txt with each step's exit code and seconds into $OUT, or bench_results/gpu when OUT is unset.
-# Each step has its own time limit (model 90 s, compare 60 s, pipeline 110 s, offline 70 s: 330 s in
-# all, plus start-up); a step that fails or runs out of time is recorded and the next one still runs.
+# Each step has its own time limit (model 70 s at 250 x 400 and 70 s at 1000 x 1000, compare 45 s, pipeline
+# 110 s, offline 100 s: 395 s in all, plus start-up); a step that fails or runs out of time is recorded and
+# the next one still runs.
 # Exit code: 0 all steps passed, 1 some step failed, 2 no CUDA device (nothing run).
 set -uo pipefail
 
@@ -46,43 +47,16 @@ step() {  # step NAME LIMIT_S COMMAND...
     [ "$rc" -eq 0 ] || failed=1
 }
 
-step model 90 "$PY" -m ssml_stream.bench.cli model --device cuda --iters 50 --full-iters 10 \
-    --json "$DEST/model-cuda.json"
-step compare 60 "$PY" -m ssml_stream.bench.cli compare --device cuda --iters 5 --json "$DEST/compare-cuda.json"
-# pipeline rows pick CUDA themselves (load_model "auto"): 2 rows x 30 s of stream
-step pipeline 110 "$PY" -m ssml_stream.bench.cli pipeline --seconds 30 --segments 2 --rows rt-0 rt-4 \
+step model 70 "$PY" -m ssml_stream.bench.cli model --device cuda --iters 50 --full-iters 10 \
+    --weights ssml-rt ssml-full --json "$DEST/model-cuda.json"
+step model-1000 70 "$PY" -m ssml_stream.bench.cli model --device cuda --iters 20 --full-iters 5 \
+    --height 1000 --width 1000 --weights ssml-rt ssml-full --json "$DEST/model-cuda-1000.json"
+step compare 45 "$PY" -m ssml_stream.bench.cli compare --device cuda --iters 5 --json "$DEST/compare-cuda.json"
+# pipeline rows pick CUDA themselves (load_model "auto"): 2 rows x 2 segments x 20 s of stream, asked for 60 fps
+step pipeline 110 "$PY" -m ssml_stream.bench.cli pipeline --seconds 40 --segments 2 --rows rt-0 rt-4 --rt-fps 60 \
     --json "$DEST/pipeline-cuda.json"
-step offline 70 "$PY" - "$DEST" <<'EOF'
-"""Offline (file at --speed max, lossless): windows/s of both shipped models on CUDA, via ssml-stream."""
-import os, subprocess, sys, tempfile, time
-import numpy as np
-from ssml_stream.bench.report import report
-
-dest = sys.argv[1]
-
-
-def tool(entry, *args):  # a console script through this same Python (the venv need not be on PATH)
-    module, func = entry.split(":")
-    subprocess.run([sys.executable, "-c", f"import sys; from {module} import {func}; sys.exit({func}())", *args],
-                   check=True, stdout=subprocess.DEVNULL)
-
-
-rows = []
-with tempfile.TemporaryDirectory() as tmp:
-    clip = os.path.join(tmp, "clip.dat")
-    tool("ssml_stream.cli:sim_main", clip, "--scene", "traffic", "--frames", "4000")
-    for model, stride in (("ssml-rt", 10), ("ssml-full", 40)):
-        out = os.path.join(tmp, f"{model}.npz")
-        t0 = time.perf_counter()
-        tool("ssml_stream.stream_cli:main", "--device", f"file:{clip}", "--model", model, "--compute", "cuda",
-             "--speed", "max", "--stride", str(stride), "--save", out, "--quiet")
-        seconds = time.perf_counter() - t0
-        with np.load(out) as z:
-            windows = int(z["frames"].shape[0])
-        rows.append({"model": model, "stride": stride, "windows": windows, "seconds_with_startup": round(seconds, 2),
-                     "windows_per_s": round(windows / seconds, 1)})
-report("offline-cuda", rows, os.path.join(dest, "offline-cuda.json"))
-EOF
+step offline 100 "$PY" -m ssml_stream.bench.cli offline --compute cuda --sizes 250x400 1000x1000 \
+    --models ssml-rt ssml-full --windows 200 --json "$DEST/offline-cuda.json"
 
 echo "results in $DEST:"; ls "$DEST"
 exit "$failed"

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models.features import local_rate
+
 TFP_LENGTHS = (11, 19, 27)
 
 
@@ -63,13 +65,21 @@ class ReleaseNbsn:
         net = self.net
         tfps, tfis = self.features(window)
         x = torch.from_numpy(window).to(self.device).float()[None]
+        # networks trained with light-level normalisation (which the release did not have) get it here
+        # too, so the same weights compute the same image
+        scale = local_rate(x.mean(dim=1, keepdim=True)) if net.normalize else None
         outs = []
         for o, tfp, tfi in zip(net.offsets, tfps, tfis):
             tfp = torch.from_numpy(tfp)[None].to(self.device)
             tfi = torch.from_numpy(tfi)[None].to(self.device)
+            extra = []
+            if scale is not None:
+                tfp, tfi, extra = tfp / scale, tfi / scale, [torch.log(scale)]
             motion = net.attention(net.motion(tfp, tfi))
-            outs.append(net.sub_unet(torch.cat([x[:, o:o + net.sub_frames], motion], dim=1)))
+            outs.append(net.sub_unet(torch.cat([x[:, o:o + net.sub_frames], motion, *extra], dim=1)))
         y = net.head(net.fuse_unet(torch.cat(outs, dim=1)))
+        if scale is not None:
+            y = y * scale
         return y[0, 0].cpu().numpy()
 
 

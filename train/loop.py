@@ -170,21 +170,16 @@ def load_nbsn_checkpoint(path: str | os.PathLike, map_location="cpu") -> tuple[n
 
 def _net_from_checkpoint(ckpt: dict, which: str, path) -> nn.Module:
     """The "nbsn" or "bsn" network of a trainer checkpoint, built with the config it was trained with."""
-    from ..models import build_model
+    from ..models import build_model, config_kwargs
 
     arch = ckpt["nbsn_arch"] if which == "nbsn" else "bsn"
-    model = build_model(arch, **_config_kwargs(ckpt.get(f"{which}_config", {})))
+    model = build_model(arch, **config_kwargs(arch, ckpt.get(f"{which}_config", {})))
     try:
         model.load_state_dict(ckpt[which])
     except RuntimeError as e:
         raise ModelError(f"{path}: the {arch!r} network in this checkpoint does not fit the current "
                          f"network code (trained with an older version?): {str(e).splitlines()[0]}") from e
     return model
-
-
-def _config_kwargs(cfg: dict) -> dict:
-    """Lists were tuples before JSON-friendly storage; give them back as tuples."""
-    return {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.items()}
 
 
 def is_checkpoint(obj) -> bool:

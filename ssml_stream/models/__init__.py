@@ -114,7 +114,7 @@ def model_from_record(record, source) -> tuple[nn.Module, dict]:
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
                                               for k, v in state.items()):
         raise ModelError(f"weights file {source}: state_dict must map names to tensors")
-    config = _config_kwargs(arch, config)
+    config = config_kwargs(arch, config)
     _check_state_fits(arch, config, state, source)
     model = build_model(arch, **config)
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
@@ -145,9 +145,16 @@ def _check_state_fits(arch: str, config: dict, state: dict, source) -> None:
                              f"{list(state[key].shape)}, the network needs {list(want.shape)}")
 
 
-def _config_kwargs(arch: str, config: dict) -> dict:
+# Config fields added after files were shipped: a record without the key was written before the
+# option existed, so it gets the value that reproduces that network.
+LEGACY_DEFAULTS = {"nbsn": {"normalize": False}, "rt": {"normalize": False}}
+
+
+def config_kwargs(arch: str, config: dict) -> dict:
+    """build_model keyword arguments from a stored config: JSON lists back to tuples, and the
+    LEGACY_DEFAULTS of keys the record predates."""
     fields = {f.name: f for f in dataclasses.fields(ARCHS[arch][1])}
-    out = {}
+    out = {k: v for k, v in LEGACY_DEFAULTS.get(arch, {}).items() if k not in config}
     for k, v in config.items():
         if k in fields and isinstance(v, list):
             v = tuple(v)  # JSON turned tuples into lists

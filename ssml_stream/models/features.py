@@ -7,6 +7,7 @@ over pixels: a handful of reductions over the frame axis, no Python loop over pi
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -66,3 +67,16 @@ def adaptive_label(x: Tensor, search: int = 12, fallback: int = 24, min_count: i
     """
     counts = x.sum(dim=1, keepdim=True)
     return torch.where(counts >= min_count, tfi_center(x, search, fallback), counts / x.shape[1])
+
+
+def local_rate(rate: Tensor) -> Tensor:
+    """Smooth local mean of a B x 1 x H x W rate map: 4x4 means, a 7x7 box over those (~28 px),
+    bilinear back to full size, plus a floor of 1e-3 so dark regions stay finite. Any H x W (padded
+    by replication to a multiple of 4 inside, cropped back). The light-level normalisation of the
+    NBSNs divides by it (docs/models.md)."""
+    h, w = rate.shape[-2], rate.shape[-1]
+    padded = F.pad(rate, (0, (-w) % 4, 0, (-h) % 4), mode="replicate")
+    quarter = F.avg_pool2d(padded, 4)
+    quarter = F.avg_pool2d(quarter, 7, stride=1, padding=3, count_include_pad=False)
+    full = F.interpolate(quarter, scale_factor=4.0, mode="bilinear", align_corners=False)
+    return full[..., :h, :w] + 1e-3

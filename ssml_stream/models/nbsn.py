@@ -11,6 +11,10 @@ Architecture (docs/models.md#full-nbsn):
 Implementation choices: the motion module and the first U-Net are shared across the
 three sub-windows and run on them as one batch; U-Net widths 48 (first, decoder 96) and 96 (second,
 decoder 192); CBAM reduction 4 and 7x7 spatial kernel; linear output (firing rate, no clamp).
+
+Light-level normalisation (`normalize`, as in the rt network; off in files written before it existed):
+the TFP/TFI motion inputs are divided by the smooth local firing rate, the log of that rate joins the
+first U-Net's input, and the output is multiplied back. The raw spikes stay 0/1.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .common import ChannelSpatialAttention, MotionLift, UNet, fusion_head
-from .features import tfi_center, tfp_center
+from .features import local_rate, tfi_center, tfp_center
 
 
 @dataclass
@@ -35,6 +39,7 @@ class NbsnConfig:
     width2: int = 96
     tfi_search: int = 12
     tfi_fallback: int = 24
+    normalize: bool = True     # divide the motion inputs by the local rate, multiply the output back
 
 
 class NonBlindNet(nn.Module):
@@ -48,9 +53,10 @@ class NonBlindNet(nn.Module):
         self.sub_frames = cfg.sub_frames
         self.search = cfg.tfi_search
         self.fallback = cfg.tfi_fallback
+        self.normalize = cfg.normalize
         self.motion = MotionLift(cfg.motion_ch, blind=False)
         self.attention = ChannelSpatialAttention(cfg.motion_ch)
-        self.sub_unet = UNet(cfg.sub_frames + cfg.motion_ch, cfg.width1, cfg.sub_out_ch)
+        self.sub_unet = UNet(cfg.sub_frames + cfg.motion_ch + int(cfg.normalize), cfg.width1, cfg.sub_out_ch)
         self.fuse_unet = UNet(len(offsets) * cfg.sub_out_ch, cfg.width2, 384)
         self.head = fusion_head(384)
 
@@ -73,10 +79,20 @@ class NonBlindNet(nn.Module):
         subs = torch.cat([x[:, o:o + self.sub_frames] for o in self.offsets], dim=0)
         tfp = torch.cat([tfp_center(subs, 11), tfp_center(subs, 19), tfp_center(subs, 27)], dim=1)
         tfi = tfi_center(subs, self.search, self.fallback)
+        scale = None
+        if self.normalize:
+            scale = local_rate(x.mean(dim=1, keepdim=True))
+            sub_scale = scale.repeat(len(self.offsets), 1, 1, 1)
+            tfp, tfi = tfp / sub_scale, tfi / sub_scale
         motion = self.attention(self.motion(tfp, tfi))
-        y = self.sub_unet(torch.cat([subs, motion], dim=1))
+        extra = [torch.log(sub_scale)] if scale is not None else []
+        y = self.sub_unet(torch.cat([subs, motion, *extra], dim=1))
         y = torch.cat([y[i * b:(i + 1) * b] for i in range(len(self.offsets))], dim=1)
         y = self.fuse_unet(y)
+        out = self._head(y)
+        return out * scale if scale is not None else out
+
+    def _head(self, y: Tensor) -> Tensor:
         if self.training:
             return self.head(y)
         if not torch.is_autocast_enabled(y.device.type):

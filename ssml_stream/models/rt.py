@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .common import LEAKY_SLOPE
-from .features import tfi_center
+from .features import local_rate, tfi_center
 
 TFP_INIT_LENGTHS = (11, 19, 27, 41)
 
@@ -61,14 +61,6 @@ def pointwise(conv: nn.Conv2d, x: Tensor) -> Tensor:
     out_ch = conv.weight.shape[0]
     y = torch.matmul(conv.weight.view(out_ch, c), x.reshape(b, c, h * w))
     return (y + conv.bias.view(1, out_ch, 1)).view(b, out_ch, h, w)
-
-
-def local_rate(rate: Tensor) -> Tensor:
-    """Smooth local mean of a B x 1 x H x W rate map (H, W multiples of 4): 4x4 means, a 7x7 box over
-    those (~28 px), bilinear back to full size, plus a floor of 1e-3 so dark regions stay finite."""
-    quarter = F.avg_pool2d(rate, 4)
-    quarter = F.avg_pool2d(quarter, 7, stride=1, padding=3, count_include_pad=False)
-    return F.interpolate(quarter, scale_factor=4.0, mode="bilinear", align_corners=False) + 1e-3
 
 
 class RealTimeNet(nn.Module):
