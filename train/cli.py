@@ -51,8 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mutual-weight", type=float, default=0.01, help="weight of MSE(NBSN, BSN)")
     p.add_argument("--distill-from", metavar="CKPT_OR_WEIGHTS",
                    help="a trained full NBSN (checkpoint, weights file or name) as an extra, frozen teacher")
-    p.add_argument("--distill-rates", metavar="LO,HI",
-                   help="use the teacher only on crops whose mean firing rate lies in [LO, HI] (where it is trusted)")
+    p.add_argument("--distill-rates", action="append", default=[], metavar="LO,HI",
+                   help="use the teacher only on crops whose mean firing rate lies in [LO, HI] (where it is trusted); "
+                        "repeat for several ranges")
     p.add_argument("--distill-weight", type=float, default=1.0, help="weight of MSE(NBSN, teacher)")
     p.add_argument("--val-every", type=int, default=250, help="validate (PSNR/SSIM) every N steps")
     p.add_argument("--val-crop", type=int, default=0, help="validate on a centred crop (0 = full frames)")
@@ -93,18 +94,18 @@ def config_from_args(args: argparse.Namespace, argv: list[str]):
         sim_h, sim_w = (int(v) for v in args.sim_size.lower().split("x"))
     except ValueError:
         raise ConfigError(f"--sim-size {args.sim_size!r}: use HxW, e.g. 250x400") from None
-    distill_rates = None
-    if args.distill_rates:
+    distill_rates = []
+    for spec in args.distill_rates:
         try:
-            lo, hi = (float(v) for v in args.distill_rates.split(","))
+            lo, hi = (float(v) for v in spec.split(","))
         except ValueError:
-            raise ConfigError(f"--distill-rates {args.distill_rates!r}: use LO,HI, e.g. 0.1,0.7") from None
-        distill_rates = (lo, hi)
+            raise ConfigError(f"--distill-rates {spec!r}: use LO,HI, e.g. 0.1,0.7") from None
+        distill_rates.append((lo, hi))
     return TrainConfig(
         run_dir=args.run_dir, dat=list(args.data), sim=list(args.sim), nbsn=args.nbsn, steps=args.steps,
         max_minutes=args.max_minutes, lr=args.lr, batch_size=args.batch_size, crop=args.crop,
         mutual_weight=args.mutual_weight, distill_from=args.distill_from, distill_weight=args.distill_weight,
-        distill_rates=distill_rates,
+        distill_rates=tuple(distill_rates) or None,
         val_every=args.val_every, val_crop=args.val_crop, ckpt_every=args.ckpt_every, log_every=args.log_every,
         seed=args.seed, threads=args.threads, amp=args.amp, device=args.device, resume=args.resume, init=args.init,
         height=args.height,

@@ -45,13 +45,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError
+from ..models import model_config
+from .checkpoints import NBSN_ARCHS, InitNets, load_init, load_teacher, read_torch_file, write_checkpoint
+from .curves import plot_curves
 from .data import (CropSampler, DatOptions, SimOptions, ValWindow, load_recordings, load_world_recordings,
                    validation_windows)
 from .ddp import DistInfo, barrier, broadcast_flag, init_distributed, pick_device, shutdown, wrap_ddp
 from .metrics import psnr, rate_to_intensity, ssim
 
-NBSN_ARCHS = {"full": "nbsn", "rt": "rt"}
 NBSN_NAMES = {arch: name for name, arch in NBSN_ARCHS.items()}
 
 
@@ -72,7 +74,7 @@ class TrainConfig:
     mutual_weight: float = 0.01
     distill_from: str | None = None
     distill_weight: float = 1.0
-    distill_rates: tuple | None = None  # (lo, hi): the teacher term only for crops whose mean rate lies in [lo, hi]
+    distill_rates: tuple | None = None  # ((lo, hi), ...): the teacher term only for crops whose mean rate lies in a range
     val_every: int = 250
     val_crop: int = 0  # 0 = validate on full frames; else a centred crop of this size
     ckpt_every: int = 0  # 0 = at every validation
@@ -138,111 +140,15 @@ def light_weight(x: torch.Tensor) -> torch.Tensor:
     return weight / weight.mean()
 
 
+def rate_ranges(spec) -> list[tuple[float, float]]:
+    """distill_rates as a list of (lo, hi); configs written before several ranges were allowed hold one pair."""
+    if len(spec) == 2 and all(isinstance(v, (int, float)) for v in spec):
+        return [(float(spec[0]), float(spec[1]))]
+    return [(float(lo), float(hi)) for lo, hi in spec]
+
+
 def cosine_lr(base_lr: float, progress: float) -> float:
     return 0.5 * base_lr * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
-
-
-def _model_config(arch: str) -> dict:
-    """The full config (defaults filled in) of a network built as build_model(arch)."""
-    from ..models import model_config
-
-    return model_config(arch)
-
-
-def read_torch_file(path: str | os.PathLike, map_location="cpu"):
-    """A checkpoint or weights record, checked before torch reads it (ssml_stream.model_files: nothing in
-    the file can run code); ModelError in one line if it is missing or refused."""
-    from ..model_files import load_record
-
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"{path}: not found")
-    return load_record(path, map_location)
-
-
-def load_nbsn_checkpoint(path: str | os.PathLike, map_location="cpu") -> tuple[nn.Module, dict]:
-    """(NBSN in eval mode, checkpoint dict) from a trainer checkpoint."""
-    ckpt = read_torch_file(path, map_location)
-    if not isinstance(ckpt, dict) or "nbsn" not in ckpt or "nbsn_arch" not in ckpt:
-        raise ModelError(f"{path}: not an ssml-train checkpoint (no 'nbsn' / 'nbsn_arch' entries)")
-    return _net_from_checkpoint(ckpt, "nbsn", path).eval(), ckpt
-
-
-def _net_from_checkpoint(ckpt: dict, which: str, path) -> nn.Module:
-    """The "nbsn" or "bsn" network of a trainer checkpoint, built with the config it was trained with."""
-    from ..models import build_model, config_kwargs
-
-    arch = ckpt["nbsn_arch"] if which == "nbsn" else "bsn"
-    model = build_model(arch, **config_kwargs(arch, ckpt.get(f"{which}_config", {})))
-    try:
-        model.load_state_dict(ckpt[which])
-    except RuntimeError as e:
-        raise ModelError(f"{path}: the {arch!r} network in this checkpoint does not fit the current "
-                         f"network code (trained with an older version?): {str(e).splitlines()[0]}") from e
-    return model
-
-
-def is_checkpoint(obj) -> bool:
-    """Whether a loaded torch object is an ssml-train checkpoint (vs. a shipped-weights record)."""
-    return isinstance(obj, dict) and "nbsn" in obj and "nbsn_arch" in obj
-
-
-def load_teacher(spec: str) -> nn.Module:
-    """A frozen teacher NBSN from a trainer checkpoint or shipped weights (name or path)."""
-    if Path(spec).is_file() and is_checkpoint(read_torch_file(spec)):
-        model, _ = load_nbsn_checkpoint(spec)
-    else:
-        from ..models import load_weights
-
-        model, _meta = load_weights(spec)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model.eval()
-
-
-@dataclass
-class InitNets:
-    """The two networks a fine-tuning run or the online adapter starts from (`load_init`)."""
-
-    nbsn: nn.Module
-    nbsn_arch: str
-    nbsn_config: dict
-    bsn: nn.Module
-    bsn_config: dict
-    warning: str | None = None  # set when no BSN was saved with the NBSN and it starts from scratch
-
-
-def load_init(spec: str) -> InitNets:
-    """Both networks (fp32, CPU, train mode) from a trainer checkpoint, or from an NBSN weights file
-    (shipped name or path) plus the BSN weights saved beside it (`models.companion_bsn`); without
-    those the BSN is freshly initialised and `warning` says so."""
-    from ..models import build_model, bsn_path_for, companion_bsn, load_weights, resolve_weights
-
-    if Path(spec).is_file():
-        ckpt = read_torch_file(spec)
-        if is_checkpoint(ckpt):
-            return InitNets(_net_from_checkpoint(ckpt, "nbsn", spec).train(), ckpt["nbsn_arch"],
-                            ckpt.get("nbsn_config") or _model_config(ckpt["nbsn_arch"]),
-                            _net_from_checkpoint(ckpt, "bsn", spec).train(),
-                            ckpt.get("bsn_config") or _model_config("bsn"))
-    nbsn, meta = load_weights(spec)
-    if meta["arch"] not in NBSN_ARCHS.values():
-        raise ModelError(f"{spec} holds a {meta['arch']!r} network, not an NBSN (use full or rt weights)")
-    bsn_path = companion_bsn(spec)
-    if bsn_path is None:
-        return InitNets(nbsn.train(), meta["arch"], meta["config"], build_model("bsn").train(), _model_config("bsn"),
-                        f"{bsn_path_for(resolve_weights(spec))} not found: the BSN starts from scratch, and until it "
-                        "has trained for thousands of steps it pulls the NBSN below its starting quality")
-    bsn, bsn_meta = load_weights(bsn_path)
-    if bsn_meta["arch"] != "bsn":
-        raise ModelError(f"{bsn_path} holds a {bsn_meta['arch']!r} network, expected the BSN")
-    return InitNets(nbsn.train(), meta["arch"], meta["config"], bsn.train(), bsn_meta["config"])
-
-
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 class Trainer:
@@ -276,8 +182,8 @@ class Trainer:
         init = self._load_init(config) if config.init else None
         self.nbsn_arch = init.nbsn_arch if init else NBSN_ARCHS[config.nbsn or "full"]
         self.nbsn_name = NBSN_NAMES[self.nbsn_arch]
-        self.nbsn_config = init.nbsn_config if init else _model_config(self.nbsn_arch)
-        self.bsn_config = init.bsn_config if init else _model_config("bsn")
+        self.nbsn_config = init.nbsn_config if init else model_config(self.nbsn_arch)
+        self.bsn_config = init.bsn_config if init else model_config("bsn")
         if init:
             self.pair = MutualPair(init.bsn, init.nbsn).to(self.device)
         else:
@@ -370,7 +276,7 @@ class Trainer:
 
     def checkpoint(self, name: str = "last.pt") -> Path:
         path = self.run_dir / name
-        _atomic_save(self.checkpoint_state(), path)
+        write_checkpoint(self.checkpoint_state(), path)
         return path
 
     def checkpoint_state(self) -> dict:
@@ -426,18 +332,17 @@ class Trainer:
             group["lr"] = lr
         label = self._label(x, self.cfg.tfi_search, self.cfg.tfi_fallback)
         weight = light_weight(x) if self.cfg.light_weighting else None
-        teacher_out = None
+        teacher_out = distill_mask = None
         with self.autocast():
             bsn_out, nbsn_out = self.model(x)
-            if self.teacher is not None:
-                with torch.no_grad():
-                    teacher_out = self.teacher(x).float()
         bsn_out, nbsn_out = bsn_out.float(), nbsn_out.float()
-        distill_mask = None
-        if teacher_out is not None and self.cfg.distill_rates:
-            rate = x.mean(dim=(1, 2, 3), keepdim=True)
-            lo, hi = self.cfg.distill_rates
-            distill_mask = ((rate >= lo) & (rate <= hi)).float()
+        if self.teacher is not None:
+            distill_mask = self._distill_mask(x)
+            teacher_out = torch.zeros_like(nbsn_out)
+            use = distill_mask.view(-1) > 0 if distill_mask is not None else slice(None)
+            if distill_mask is None or bool(use.any()):
+                with torch.no_grad(), self.autocast():  # the teacher runs only on the crops it teaches
+                    teacher_out[use] = self.teacher(x[use]).float()
         terms = mutual_loss(bsn_out, nbsn_out, label, self.cfg.mutual_weight, teacher_out, self.cfg.distill_weight,
                             weight, distill_mask)
         self.optimizer.zero_grad(set_to_none=True)
@@ -447,6 +352,17 @@ class Trainer:
         out = {k: float(v.detach()) for k, v in terms.items()}
         out["lr"] = lr
         return out
+
+    def _distill_mask(self, x: torch.Tensor) -> torch.Tensor | None:
+        """1 for crops whose mean firing rate lies in one of the distill_rates ranges, else 0 (B x 1 x 1 x 1);
+        None when the teacher teaches every crop."""
+        if not self.cfg.distill_rates:
+            return None
+        rate = x.mean(dim=(1, 2, 3), keepdim=True)
+        inside = torch.zeros_like(rate, dtype=torch.bool)
+        for lo, hi in rate_ranges(self.cfg.distill_rates):
+            inside |= (rate >= lo) & (rate <= hi)
+        return inside.float()
 
     def _val_input(self, vw: ValWindow) -> tuple[torch.Tensor, np.ndarray]:
         win, gt = vw.window, vw.gt
@@ -553,56 +469,3 @@ class Trainer:
 
     def close(self) -> None:
         shutdown(self.dist)
-
-
-def read_log(run_dir: str | os.PathLike) -> list[dict]:
-    path = Path(run_dir) / "log.jsonl"
-    if not path.exists():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a line cut by a crash
-    return rows
-
-
-def plot_curves(run_dir: str | os.PathLike) -> Path | None:
-    """curves.png in the run folder: training loss and validation PSNR of BSN and NBSN."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    rows = read_log(run_dir)
-    train = [r for r in rows if r.get("kind") == "train"]
-    val = [r for r in rows if r.get("kind") == "val"]
-    base = [r for r in rows if r.get("kind") == "baseline"]
-    if not train:
-        return None
-    fig, (ax_loss, ax_psnr) = plt.subplots(1, 2, figsize=(11, 4))
-    ax_loss.plot([r["step"] for r in train], [r["loss"] for r in train], label="total")
-    ax_loss.plot([r["step"] for r in train], [r["loss_bsn"] for r in train], label="L2(BSN, TFI)", alpha=0.7)
-    ax_loss.plot([r["step"] for r in train], [r["loss_mutual"] for r in train], label="MSE(NBSN, BSN)", alpha=0.7)
-    if any("loss_distill" in r for r in train):
-        ax_loss.plot([r["step"] for r in train], [r.get("loss_distill", float("nan")) for r in train],
-                     label="MSE(NBSN, teacher)", alpha=0.7)
-    ax_loss.set_yscale("log")
-    ax_loss.set_xlabel("step")
-    ax_loss.set_title("training loss")
-    ax_loss.legend()
-    if val:
-        ax_psnr.plot([r["step"] for r in val], [r["psnr_bsn"] for r in val], "o-", label="BSN")
-        ax_psnr.plot([r["step"] for r in val], [r["psnr_nbsn"] for r in val], "s-", label="NBSN")
-    if base:
-        ax_psnr.axhline(base[-1]["tfp41_psnr"], color="gray", linestyle="--", label="TFP41")
-    ax_psnr.set_xlabel("step")
-    ax_psnr.set_ylabel("PSNR (dB)")
-    ax_psnr.set_title("validation PSNR vs ground truth")
-    ax_psnr.legend()
-    fig.tight_layout()
-    out = Path(run_dir) / "curves.png"
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
-    return out
