@@ -8,7 +8,7 @@ import sys
 
 from .. import bench as _pkg
 
-NOT_BENCHMARKS = {"cli", "report", "peers"}
+NOT_BENCHMARKS = {"args", "cli", "report", "peers"}
 
 
 def available() -> list[str]:

@@ -16,7 +16,6 @@ Ratios: x_ssml_rt = ms / ms of ssml-rt, x_ssml_full = ms / ms of ssml-full fp32 
 """
 from __future__ import annotations
 
-import argparse
 import copy
 import os
 from collections.abc import Callable
@@ -24,26 +23,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..cli_common import positive_int
+from .args import add_device, add_frame_size, add_threads, bench_parser
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="ssml-bench compare", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="examples:\n  ssml-bench compare\n  ssml-bench compare --iters 5 --threads 2\n"
-                                       "  ssml-bench compare --height 64 --width 96 --json /tmp/compare.json")
-    p.add_argument("--height", type=int, default=250)
-    p.add_argument("--width", type=int, default=400)
-    p.add_argument("--iters", type=int, default=3, help="timed rounds (default 3)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: every core)")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    p.add_argument("--json", default="bench_results/compare.json")
-    args = p.parse_args(argv)
-    if args.iters < 1 or (args.threads is not None and args.threads < 1):
-        raise ConfigError("--iters and --threads must be >= 1")
-    if args.height < 4 or args.width < 4:
-        raise ConfigError("--height and --width must be >= 4")
-    return args
+    p = bench_parser("compare", __doc__, "ssml-bench compare", "ssml-bench compare --iters 5 --threads 2",
+                     "ssml-bench compare --height 64 --width 96 --json /tmp/compare.json")
+    add_frame_size(p)
+    p.add_argument("--iters", type=positive_int, default=3, help="timed rounds (default 3)")
+    add_threads(p, "every core")
+    add_device(p)
+    return p.parse_args(argv)
 
 
 @dataclass
@@ -99,8 +90,6 @@ def main(argv=None) -> int:
     from .model import gmac_per_frame, time_interleaved
     from .report import report
 
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is available to torch")
     methods = build_methods(args)
     window = make_window(args.height, args.width)
     timed = time_interleaved({name: (lambda m=m: m.run(window)) for name, m in methods.items()}, args.iters,

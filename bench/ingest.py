@@ -12,7 +12,6 @@ Targets: rate 40,000 Hz +- 1 %, 0 dropped.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 import threading
@@ -21,11 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cli_common import positive_float, positive_int
 from ..drivers import DriverOptions, open_driver
-from ..errors import ConfigError
 from ..features import tfp
 from ..ring import Ring
 from ..unpack import SlidingWindows
+from .args import add_frame_size, bench_parser, odd_positive
 from .report import report
 
 RATE_HZ = 40_000.0
@@ -34,24 +34,16 @@ SHARED_DAT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "r
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="ssml-bench ingest", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="examples:\n  ssml-bench ingest --seconds 60\n"
-                                       "  ssml-bench ingest --seconds 5 --sources sim\n"
-                                       "  ssml-bench ingest --file rec.dat --stride 1333")
-    p.add_argument("--seconds", type=float, default=60.0, help="stream seconds per source (default 60)")
+    p = bench_parser("ingest", __doc__, "ssml-bench ingest --seconds 60", "ssml-bench ingest --seconds 5 --sources sim",
+                     "ssml-bench ingest --file rec.dat --stride 1333")
+    p.add_argument("--seconds", type=positive_float, default=60.0, help="stream seconds per source (default 60)")
     p.add_argument("--sources", nargs="+", default=["file", "sim"], choices=["file", "sim"])
     p.add_argument("--file", default=None, help="a 250x400 .dat to loop (default: shared REDS test file)")
-    p.add_argument("--stride", type=int, default=400, help="frames between windows (default 400 = 100/s)")
-    p.add_argument("--window", type=int, default=41)
-    p.add_argument("--height", type=int, default=250)
-    p.add_argument("--width", type=int, default=400)
-    p.add_argument("--ring-frames", type=int, default=16384, help="ring capacity (default 16384 = 0.41 s)")
-    p.add_argument("--json", default="bench_results/ingest.json")
-    args = p.parse_args(argv)
-    if not args.seconds > 0 or args.stride < 1 or args.window < 1 or args.window % 2 == 0:
-        raise ConfigError("need --seconds > 0, --stride >= 1 and an odd --window")
-    return args
+    p.add_argument("--stride", type=positive_int, default=400, help="frames between windows (default 400 = 100/s)")
+    p.add_argument("--window", type=odd_positive, default=41)
+    add_frame_size(p)
+    p.add_argument("--ring-frames", type=positive_int, default=16384, help="ring capacity (default 16384 = 0.41 s)")
+    return p.parse_args(argv)
 
 
 def _file_uri(args, tmp: str) -> str:

@@ -13,12 +13,12 @@ Also reports the max abs difference of each variant's output from eager fp32 (ra
 """
 from __future__ import annotations
 
-import argparse
 import os
 import time
 import warnings
 
-from ..errors import ConfigError
+from ..cli_common import positive_int
+from .args import add_device, add_frame_size, add_threads, bench_parser
 
 VARIANTS = ("eager", "traced", "traced-cl", "eager-bf16", "traced-bf16", "traced-bf16-cl", "eager-fp16-cl")
 CPU_VARIANTS = VARIANTS[:-1]
@@ -27,40 +27,28 @@ CUDA_VARIANTS = ("eager", "eager-bf16", "eager-fp16-cl")
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="ssml-bench model", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="examples:\n  ssml-bench model\n  ssml-bench model --arch rt --threads 2 "
-                                       "--iters 100\n  ssml-bench model --weights ssml-rt ssml-full "
-                                       "--json out/model.json\n  ssml-bench model --device cuda --full-iters 10")
+    p = bench_parser("model", __doc__, "ssml-bench model", "ssml-bench model --arch rt --threads 2 --iters 100",
+                     "ssml-bench model --weights ssml-rt ssml-full --json out/model.json",
+                     "ssml-bench model --device cuda --full-iters 10")
     p.add_argument("--arch", nargs="+", default=["rt", "nbsn"], choices=["rt", "nbsn"])
-    p.add_argument("--threads", nargs="+", type=int, default=[1, 2], help="torch thread counts (one row set each)")
-    p.add_argument("--height", type=int, default=250)
-    p.add_argument("--width", type=int, default=400)
-    p.add_argument("--iters", type=int, default=40, help="timed runs per rt variant")
-    p.add_argument("--full-iters", type=int, default=3, help="timed runs per full-NBSN variant")
+    add_threads(p, "1 2; one set of rows each", nargs="+", default=[1, 2])
+    add_frame_size(p)
+    p.add_argument("--iters", type=positive_int, default=40, help="timed runs per rt variant")
+    p.add_argument("--full-iters", type=positive_int, default=3, help="timed runs per full-NBSN variant")
     p.add_argument("--variants", nargs="+", choices=VARIANTS,
                    help=f"rt variants (default: {' '.join(CPU_VARIANTS)}; on cuda {' '.join(CUDA_VARIANTS)})")
     p.add_argument("--full-variants", nargs="+", choices=VARIANTS,
                    help=f"full-NBSN variants (default: {' '.join(FULL_VARIANTS)}; on cuda as for rt)")
-    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    add_device(p)
     p.add_argument("--weights", nargs="+", default=[],
                    help="weights names/paths; each is used for the rows of its arch (default: random init)")
-    p.add_argument("--json", default="bench_results/model.json")
     args = p.parse_args(argv)
-    if min(args.threads) < 1 or args.iters < 1 or args.full_iters < 1:
-        raise ConfigError("--threads, --iters and --full-iters must be >= 1")
-    if args.height < 4 or args.width < 4:
-        raise ConfigError("--height and --width must be >= 4")
     cuda = args.device == "cuda"
     args.variants = args.variants or list(CUDA_VARIANTS if cuda else CPU_VARIANTS)
     args.full_variants = args.full_variants or list(CUDA_VARIANTS if cuda else FULL_VARIANTS)
     fp16 = [v for v in args.variants + args.full_variants if "fp16" in v]
-    if fp16 and args.device != "cuda":
-        raise ConfigError(f"variant {fp16[0]} needs --device cuda (fp16 convolutions are slow or missing on CPU)")
-    if args.device == "cuda":
-        import torch
-        if not torch.cuda.is_available():
-            raise ConfigError("--device cuda: no CUDA device is available to torch")
+    if fp16 and not cuda:
+        p.error(f"variant {fp16[0]} needs --device cuda (fp16 convolutions are slow or missing on CPU)")
     return args
 
 

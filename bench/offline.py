@@ -10,7 +10,6 @@ Target (CPU, 2 cores): ssml-rt at stride 1, 250 x 400: >= 120 windows/s.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import subprocess
@@ -18,35 +17,24 @@ import sys
 import tempfile
 import time
 
-from ..errors import ConfigError
+from ..cli_common import positive_int
+from .args import add_threads, bench_parser, frame_size
 
 WINDOW = 41
 SUMMARY_FPS = re.compile(r"^summary: .*windows out (\d+), fps ([0-9.]+)", re.MULTILINE)
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="ssml-bench offline", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="examples:\n  ssml-bench offline\n"
-                                       "  ssml-bench offline --compute cuda --sizes 250x400 1000x1000 "
-                                       "--models ssml-rt ssml-full")
-    p.add_argument("--sizes", nargs="+", default=["250x400"], help="frame sizes HxW (default 250x400)")
+    p = bench_parser("offline", __doc__, "ssml-bench offline",
+                     "ssml-bench offline --compute cuda --sizes 250x400 1000x1000 --models ssml-rt ssml-full")
+    p.add_argument("--sizes", nargs="+", type=frame_size(), default=[(250, 400)], metavar="HxW",
+                   help="frame sizes (default 250x400)")
     p.add_argument("--models", nargs="+", default=["ssml-rt"], help="--model values (default ssml-rt)")
-    p.add_argument("--strides", nargs="+", type=int, default=[1], help="--stride values (default 1)")
-    p.add_argument("--windows", type=int, default=400, help="windows per row at stride 1 (default 400)")
+    p.add_argument("--strides", nargs="+", type=positive_int, default=[1], help="--stride values (default 1)")
+    p.add_argument("--windows", type=positive_int, default=400, help="windows per row at stride 1 (default 400)")
     p.add_argument("--compute", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--threads", type=int, default=None, help="--threads of ssml-stream (default: its own)")
-    p.add_argument("--json", default="bench_results/offline.json")
-    args = p.parse_args(argv)
-    try:
-        args.sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes]
-    except ValueError:
-        raise ConfigError(f"--sizes {' '.join(args.sizes)}: use HxW, e.g. 250x400") from None
-    if any(len(s) != 2 or min(s) < 4 for s in args.sizes):
-        raise ConfigError("--sizes: each HxW needs two numbers >= 4")
-    if min(args.strides) < 1 or args.windows < 1:
-        raise ConfigError("--strides and --windows must be >= 1")
-    return args
+    add_threads(p, "ssml-stream's own")
+    return p.parse_args(argv)
 
 
 def run_tool(entry: str, args: list[str]) -> str:

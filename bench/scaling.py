@@ -13,7 +13,6 @@ Each point is the best of its repeats (least disturbed by other load); medians a
 """
 from __future__ import annotations
 
-import argparse
 import itertools
 import os
 import tempfile
@@ -22,47 +21,28 @@ import time
 
 import numpy as np
 
+from ..cli_common import nonneg_int, positive_int
 from ..errors import ConfigError
+from .args import add_threads, bench_parser, frame_size, odd_positive
 
-DEFAULT_SIZES = ["250x400", "500x800", "750x1000", "1000x1000"]
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ConfigError(f"frame size {text!r}: expected HxW, e.g. 250x400") from None
-    if h < 8 or w < 8 or w % 8:
-        raise ConfigError(f"frame size {text!r}: need H, W >= 8 and W a multiple of 8")
-    return h, w
+DEFAULT_SIZES = [(250, 400), (500, 800), (750, 1000), (1000, 1000)]
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="ssml-bench scaling", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="examples:\n  ssml-bench scaling\n  ssml-bench scaling --sizes 250x400 "
-                                       "1000x1000 --iters 5\n  ssml-bench scaling --out-dir /tmp/plots "
-                                       "--json /tmp/plots/scaling.json")
-    p.add_argument("--sizes", nargs="+", default=DEFAULT_SIZES,
-                   help="frame sizes HxW (default: %(default)s)")
-    p.add_argument("--windows", nargs="+", type=int, default=[11, 21, 41, 81, 161, 321],
+    p = bench_parser("scaling", __doc__, "ssml-bench scaling",
+                     "ssml-bench scaling --sizes 250x400 1000x1000 --iters 5",
+                     "ssml-bench scaling --out-dir /tmp/plots --json /tmp/plots/scaling.json")
+    p.add_argument("--sizes", nargs="+", type=frame_size(minimum=8, width_multiple=8), default=DEFAULT_SIZES,
+                   metavar="HxW", help=f"frame sizes (default: {' '.join(f'{h}x{w}' for h, w in DEFAULT_SIZES)})")
+    p.add_argument("--windows", nargs="+", type=odd_positive, default=[11, 21, 41, 81, 161, 321],
                    help="window lengths for the classical sweep (odd; default: %(default)s)")
-    p.add_argument("--subscribers", nargs="+", type=int, default=[0, 1, 2, 4])
-    p.add_argument("--iters", type=int, default=10, help="timed runs per point (default 10)")
-    p.add_argument("--send-frames", type=int, default=1000, help="frames sent per subscriber count (default 1000)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="torch threads (default: as the live pipeline, one core fewer than the machine has)")
+    p.add_argument("--subscribers", nargs="+", type=nonneg_int, default=[0, 1, 2, 4])
+    p.add_argument("--iters", type=positive_int, default=10, help="timed runs per point (default 10)")
+    p.add_argument("--send-frames", type=positive_int, default=1000,
+                   help="frames sent per subscriber count (default 1000)")
+    add_threads(p, "as the live pipeline, one core fewer than the machine has")
     p.add_argument("--out-dir", default="bench_results", help="folder for the PNG plots (default bench_results)")
-    p.add_argument("--json", default="bench_results/scaling.json")
-    args = p.parse_args(argv)
-    args.sizes = [parse_size(s) for s in args.sizes]
-    if args.iters < 1 or args.send_frames < 1 or (args.threads is not None and args.threads < 1):
-        raise ConfigError("--iters, --send-frames and --threads must be >= 1")
-    if any(n < 1 or n % 2 == 0 for n in args.windows):
-        raise ConfigError("--windows must be odd and positive")
-    if any(k < 0 for k in args.subscribers):
-        raise ConfigError("--subscribers must be >= 0")
-    return args
+    return p.parse_args(argv)
 
 
 def _best_median_ms(fn, iters: int) -> tuple[float, float]:

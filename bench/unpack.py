@@ -19,35 +19,31 @@ Target: >= 200k frames/s of 250 x 400 into preallocated windows on the 2-core ma
 """
 from __future__ import annotations
 
-import argparse
 import os
 import time
 
 import numba
 import numpy as np
 
-from ..errors import ConfigError
+from ..cli_common import positive_int
 from ..unpack import unpack_into
+from .args import add_frame_size, bench_parser
 from .report import report
 
 TARGET_FPS = 200_000
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="ssml-bench unpack", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="examples:\n  ssml-bench unpack\n  ssml-bench unpack --frames 8000 --repeat 5\n"
-                                       "  ssml-bench unpack --height 1000 --width 1000 --frames 400")
-    p.add_argument("--frames", type=int, default=4000, help="frames to unpack per run (default 4000)")
-    p.add_argument("--height", type=int, default=250)
-    p.add_argument("--width", type=int, default=400)
-    p.add_argument("--window", type=int, default=41, help="window buffer length in frames (default 41)")
-    p.add_argument("--repeat", type=int, default=3, help="runs per row; the best is reported (default 3)")
+    p = bench_parser("unpack", __doc__, "ssml-bench unpack", "ssml-bench unpack --frames 8000 --repeat 5",
+                     "ssml-bench unpack --height 1000 --width 1000 --frames 400")
+    p.add_argument("--frames", type=positive_int, default=4000, help="frames to unpack per run (default 4000)")
+    add_frame_size(p, width_multiple=8)
+    p.add_argument("--window", type=positive_int, default=41, help="window buffer length in frames (default 41)")
+    p.add_argument("--repeat", type=positive_int, default=3, help="runs per row; the best is reported (default 3)")
     p.add_argument("--density", type=float, default=0.3, help="spike probability per pixel (default 0.3)")
-    p.add_argument("--json", default="bench_results/unpack.json")
     args = p.parse_args(argv)
-    if args.frames < args.window or args.window < 1 or args.repeat < 1 or args.width % 8:
-        raise ConfigError("need --frames >= --window >= 1, --repeat >= 1 and --width a multiple of 8")
+    if args.frames < args.window:
+        p.error("need --frames >= --window")
     return args
 
 

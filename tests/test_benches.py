@@ -72,6 +72,33 @@ def test_scaling_bench_rejects_bad_sizes(capsys):
     assert bench_main(["scaling", "--windows", "40"]) == 2
 
 
+BAD_ARGUMENTS = [
+    (["model", "--threads", "0"], "--threads"),
+    (["offline", "--sizes", "12"], "expected HxW"),
+    (["ingest", "--window", "40"], "odd"),
+    (["unpack", "--width", "12"], "multiple of 8"),
+    (["compare", "--iters", "x"], "--iters"),
+]
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("argv,words", BAD_ARGUMENTS, ids=[a[0] for a, _ in BAD_ARGUMENTS])
+def test_bad_benchmark_argument_is_one_line_exit_2(argv, words):
+    proc = subprocess.run([str(Path(sys.executable).parent / "ssml-bench"), *argv], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith(f"ssml-bench {argv[0]}: error: ") and words in lines[0], lines[0]
+    assert not proc.stdout
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_benchmark_on_cuda_without_a_device_is_refused(capsys):
+    assert bench_main(["model", "--device", "cuda"]) == 2
+    assert "no CUDA device is available" in capsys.readouterr().err
+
+
 GPU_CHECK = Path(__file__).resolve().parents[1] / "bench" / "gpu_check.sh"
 
 
