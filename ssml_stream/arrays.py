@@ -180,13 +180,16 @@ class SpikeArray(FrameAccess):
 
 # ------------------------------------------------------------------------------------------------ writing
 
-NPY_HEADER_BYTES = 128  # room for any frame count, so the header can be rewritten in place
+NPY_HEADER_BYTES = 128  # fits any 3-D shape below 10^20 frames, so a header can be rewritten in place
 
 
-def _npy_header(n: int, height: int, width: int) -> bytes:
-    text = repr({"descr": "|u1", "fortran_order": False, "shape": (n, height, width)})
-    room = NPY_HEADER_BYTES - 10  # magic (6), version (2), header length (2)
-    return b"\x93NUMPY\x01\x00" + struct.pack("<H", room) + text.ljust(room - 1).encode("latin1") + b"\n"
+def npy_header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
+    """A .npy (format 1.0) header of exactly NPY_HEADER_BYTES, for a file written before its length is known."""
+    text = "{'descr': %r, 'fortran_order': False, 'shape': %r, }" % (np.dtype(dtype).str, tuple(shape))
+    body = text.ljust(NPY_HEADER_BYTES - 11) + "\n"  # after magic (6), version (2) and header length (2)
+    if len(body) != NPY_HEADER_BYTES - 10:
+        raise ValueError(f"shape {shape} does not fit a {NPY_HEADER_BYTES}-byte npy header")
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(body)) + body.encode("latin1")
 
 
 class NpyWriter(SpikeWriter):
@@ -196,7 +199,7 @@ class NpyWriter(SpikeWriter):
 
     def __init__(self, path, height: int, width: int, stored_width: int = 0):
         super().__init__(path, FrameGeometry(height, width, stored_width, whole_bytes=False))
-        self._f.write(_npy_header(0, height, width))
+        self._f.write(npy_header(np.uint8, (0, height, width)))
         self._buf = np.empty((0, height, width), np.uint8)  # unpacked frames, grown as needed
 
     def _write_packed(self, packed: np.ndarray) -> None:
@@ -212,5 +215,5 @@ class NpyWriter(SpikeWriter):
     def close(self) -> None:
         if not self._f.closed:
             self._f.seek(0)
-            self._f.write(_npy_header(self.frames_written, *self.geometry.shape))
+            self._f.write(npy_header(np.uint8, (self.frames_written, *self.geometry.shape)))
         super().close()

@@ -21,7 +21,8 @@ import zlib
 
 import numpy as np
 
-NPY_HEADER_BYTES = 128      # npy magic + header dict, padded; fits any 3-D shape below 10^20 frames
+from .arrays import NPY_HEADER_BYTES, npy_header
+
 _FRAMES_NAME = b"frames.npy"
 _ZIP64 = 0xFFFFFFFF         # "see the zip64 extra field"
 _CRC_POLY = 0xEDB88320      # CRC-32, bit-reversed
@@ -49,15 +50,6 @@ def crc32_combine(crc_a: int, crc_b: int, len_b: int) -> int:
         x_2k = _crc_mulmod(x_2k, x_2k)
         n >>= 1
     return _crc_mulmod(shift, crc_a) ^ crc_b
-
-
-def _npy_header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
-    """npy format 1.0 header of exactly NPY_HEADER_BYTES."""
-    text = "{'descr': %r, 'fortran_order': False, 'shape': %r, }" % (dtype.str, shape)
-    body = text.ljust(NPY_HEADER_BYTES - 11) + "\n"
-    if len(body) != NPY_HEADER_BYTES - 10:
-        raise ValueError(f"shape {shape} does not fit a {NPY_HEADER_BYTES}-byte npy header")
-    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(body)) + body.encode("latin1")
 
 
 def _dos_time(t: float) -> tuple[int, int]:
@@ -118,7 +110,7 @@ class NpzStream:
         `.part`, which is then not a valid zip."""
         f, dos = self._f, self._dos
         with f:
-            header = _npy_header(self.dtype, (self.count, *self.frame_shape))
+            header = npy_header(self.dtype, (self.count, *self.frame_shape))
             data_bytes = self.count * self.dtype.itemsize * int(np.prod(self.frame_shape))
             crc = crc32_combine(zlib.crc32(header), self._crc, data_bytes)
             entries = [(_FRAMES_NAME, crc, NPY_HEADER_BYTES + data_bytes, 0)]

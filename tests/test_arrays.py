@@ -1,4 +1,5 @@
 """Spike arrays (.npy / .npz, any H x W) through the reader, the file driver, the pipeline and the tools."""
+import io
 import subprocess
 import sys
 from pathlib import Path
@@ -98,6 +99,19 @@ def test_any_size_round_trips(tmp_path_factory, n, h, w, seed, dtype, fortran):
     back = np.load(folder / "back.npy")
     assert back.dtype == np.uint8
     np.testing.assert_array_equal(back, frames)
+
+
+@pytest.mark.parametrize("dtype, shape", [(np.uint8, (0, 250, 400)), (np.dtype(">f4"), (10**19, 1000, 1000)),
+                                          (np.float32, (3,))])
+def test_npy_header_has_a_fixed_size_and_numpy_reads_it(dtype, shape):
+    """Writers rewrite the header in place when the frame count is known, so its size must not change."""
+    header = arrays.npy_header(dtype, shape)
+    assert len(header) == arrays.NPY_HEADER_BYTES
+    fp = io.BytesIO(header)
+    assert np.lib.format.read_magic(fp) == (1, 0)
+    assert np.lib.format.read_array_header_1_0(fp) == (shape, False, np.dtype(dtype))
+    with pytest.raises(ValueError, match="does not fit"):
+        arrays.npy_header(dtype, (10**60, 10**20, 10**20))
 
 
 def test_same_interface_and_values_as_a_dat_file(tmp_path, rng):
