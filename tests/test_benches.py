@@ -1,5 +1,5 @@
-"""Smoke runs of `ssml-bench unpack`, `ingest` and `scaling` with tiny sizes, and bench/gpu_check.sh's
-no-GPU path (numbers are not checked against targets here: CI machines are shared)."""
+"""Smoke runs of `ssml-bench unpack`, `ingest` and `scaling` with tiny sizes, bad benchmark arguments, and
+bench/gpu_check.sh's no-GPU path (numbers are not checked against targets here: CI machines are shared)."""
 import json
 import os
 import subprocess
