@@ -21,7 +21,7 @@ from ssml_stream.stream_cli import build_parser, config_from_args, main as strea
 from ssml_stream.train.adapt import AdaptOptions, Adapter
 from ssml_stream.train.cli import main as train_main
 from ssml_stream.train.evaluate import load_model_fn
-from ssml_stream.train.loop import load_init
+from ssml_stream.train.checkpoints import load_init
 
 SIM_64 = ["--device", "sim", "--height", "64", "--width", "64", "--model", "ssml", "--no-publish"]
 DEADLINE_S = 240  # this machine is shared with a training job: waits are generous, never timed

@@ -12,7 +12,8 @@ from ssml_stream.errors import ConfigError
 from ssml_stream.formats import write_dat
 from ssml_stream.train.data import (CropSampler, DatOptions, Recording, dihedral, load_dat_recording,
                                     load_recordings, validation_windows)
-from ssml_stream.train.loop import MutualPair, TrainConfig, Trainer, cosine_lr, mutual_loss, read_log
+from ssml_stream.train.curves import read_log
+from ssml_stream.train.loop import MutualPair, TrainConfig, Trainer, cosine_lr, mutual_loss
 
 
 def _spikes(rng, n=45, h=24, w=32, rate=0.3):

@@ -47,7 +47,8 @@ from ..ring import Cursor
 from ..runtime import CLASSICAL, NETWORK_WINDOW_FRAMES, RuntimeOptions, TorchReconstructor
 from ..unpack import unpack_into
 from .data import dihedral
-from .loop import MutualPair, light_weight, load_init, mutual_loss
+from .checkpoints import load_init
+from .loop import MutualPair, light_weight, mutual_loss
 
 ADAPT_NICE = 10  # the adapter thread's nice value (Linux): live stages stay at the process's own
 WINDOW = NETWORK_WINDOW_FRAMES
@@ -165,12 +166,8 @@ class Adapter:
         """An adapter on a Pipeline's ring that swaps `pipeline.rec` (its reconstruct loop reads that
         reference once per window) and starts training after the first output."""
         c = pipeline.config
-
-        def install(rec) -> None:
-            pipeline.rec = rec
-
         return cls(pipeline.ring, pipeline.height, pipeline.width, pipeline.stored_width, c.model,
-                   install=install, ready=lambda: pipeline.windows_out > 0,
+                   install=pipeline.install_model, ready=lambda: pipeline.windows_out > 0,
                    runtime=RuntimeOptions(compute=pipeline.rec.device, precision=c.precision, threads=1),
                    name=pipeline.rec.name, options=AdaptOptions.from_dict(options), log=pipeline.log,
                    stop=pipeline.stop_event)

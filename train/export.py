@@ -24,6 +24,7 @@ from torch import nn
 
 from ..cli_common import OneLineParser, check_output_path, cli_entry
 from ..errors import ConfigError, ModelError
+from .checkpoints import load_nbsn, load_nbsn_checkpoint
 
 FORMATS = ("torchscript", "export", "weights")
 
@@ -34,20 +35,6 @@ EXAMPLES = """examples:
   ssml-export runs/rt/last.pt --format weights --out ssml_stream/models/weights/ssml-rt.pt \
       --eval-json eval.json --eval-name last.pt
 """
-
-
-def load_nbsn(spec: str) -> tuple[nn.Module, str]:
-    """(NBSN in eval mode, float32, CPU; arch) from a trainer checkpoint, weights file or shipped name."""
-    from ..model_files import load_record
-    from .loop import is_checkpoint, load_nbsn_checkpoint
-
-    if Path(spec).is_file() and is_checkpoint(load_record(spec)):
-        model, ckpt = load_nbsn_checkpoint(spec)
-        return model.float().eval(), ckpt["nbsn_arch"]
-    from ..models import load_weights
-
-    model, meta = load_weights(spec)
-    return model.float().eval(), str(meta.get("arch", "?"))
 
 
 def example_input(height: int = 64, width: int = 64, frames: int = 41, seed: int = 0) -> torch.Tensor:
@@ -140,14 +127,16 @@ def export_nbsn(spec: str, fmt: str, out: str | Path, height: int = 250, width: 
         raise ConfigError(f"--format {fmt!r}: use {', '.join(FORMATS)}")
     out = Path(out)
     check_output_path(out, "exported model", inputs=[spec, *([eval_json] if eval_json else [])])
-    model, arch = load_nbsn(spec)
+    if fmt == "weights":
+        model, ckpt = load_nbsn_checkpoint(spec)
+        arch = ckpt["nbsn_arch"]
+    else:
+        model, arch = load_nbsn(spec)
     example = example_input(height, width)
     try:
         if fmt == "weights":
             from ..models import model_config, save_weights
-            from .loop import load_nbsn_checkpoint
 
-            _model, ckpt = load_nbsn_checkpoint(spec)
             config = ckpt.get("nbsn_config") or model_config(arch)
             save_weights(out, model, arch, config, weights_meta(ckpt, eval_json, eval_name))
             is_dynamic = True

@@ -46,12 +46,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ConfigError
-from ..models import model_config
+from ..models import build_model, model_config
 from .checkpoints import NBSN_ARCHS, InitNets, load_init, load_teacher, read_torch_file, write_checkpoint
 from .curves import plot_curves
 from .data import (CropSampler, DatOptions, SimOptions, ValWindow, load_recordings, load_world_recordings,
                    validation_windows)
-from .ddp import DistInfo, barrier, broadcast_flag, init_distributed, pick_device, shutdown, wrap_ddp
+from .ddp import barrier, broadcast_flag, init_distributed, pick_device, shutdown, wrap_ddp
 from .metrics import psnr, rate_to_intensity, ssim
 
 NBSN_NAMES = {arch: name for name, arch in NBSN_ARCHS.items()}
@@ -173,7 +173,6 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         self._seed_everything(config.seed)
 
-        from ..models import build_model
         from ..models.features import adaptive_label, tfi_center
 
         if config.label not in ("adaptive", "tfi"):
