@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
-import threading
 
 from .cli_common import (OneLineParser, cli_entry, nonneg_int, positive_float, positive_int, say, speed,
                          stop_signals)
 from .display import DEFAULT_RATE_NORM
 from .errors import ConfigError
 from .pipeline import DEFAULT_ENDPOINT, FORMATS, Pipeline, PipelineConfig
+from .viewer import ViewerProcess
 
 PROG = "ssml-stream"
 
@@ -122,11 +120,6 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
         adapt=adapt_options(args)).validate()
 
 
-def start_viewer(endpoint: str, *viewer_args: str) -> subprocess.Popen:
-    """`ssml-view` on the pipeline's endpoint (plus viewer_args), as a child process (its own GIL and event loop)."""
-    return subprocess.Popen([sys.executable, "-m", "ssml_stream.viewer", "--connect", endpoint, *viewer_args])
-
-
 class StopOnSignal:
     """SIGINT/SIGTERM: the first stops the pipeline, which writes out everything captured and
     reconstructed so far (exit 0), also when it arrives while the pipeline is still being built. Once
@@ -170,20 +163,15 @@ def main(argv=None) -> int:
         try:
             if args.view and not stopper.signals:
                 keys = ["--curve-keys", config.curve_keys] if config.curve_keys else []
-                viewer = start_viewer(pipeline.publisher.endpoints[0], *keys)
                 # closing the viewer window (q / Esc) ends the run as well
-                threading.Thread(target=lambda: (viewer.wait(), pipeline.stop()), daemon=True).start()
+                viewer = ViewerProcess(pipeline.publisher.endpoints[0], *keys, on_exit=pipeline.stop)
             pipeline.run()
-            if viewer is not None and viewer.poll():
+            if viewer is not None and viewer.proc.poll():
                 return 2  # the viewer could not run (it printed why, e.g. no display)
         finally:
             pipeline.close()
-            if viewer is not None and viewer.poll() is None:
-                viewer.terminate()
-                try:
-                    viewer.wait(2)
-                except subprocess.TimeoutExpired:
-                    viewer.kill()
+            if viewer is not None:
+                viewer.stop(wait_s=2)
     return 0
 
 

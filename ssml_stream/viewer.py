@@ -10,20 +10,25 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import subprocess
 import sys
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
+import cv2
 import numpy as np
 import zmq
 
 from . import schema
-from .cli_common import OneLineParser, check_output_path, cli_entry, stop_signals
+from .cli_common import OneLineParser, check_output_path, cli_entry, positive_float, positive_int, stop_signals
 from .display import DEFAULT_RATE_NORM, DisplayScale, to_display
 from .errors import ConfigError, SsmlError
 from .keys import ClientKeys, load_client_keys
+from .media import ContactSheet, Recorder, write_image
 from .publish import DEFAULT_ENDPOINT
 
 WINDOW_TITLE = "ssml-view"
@@ -170,7 +175,6 @@ def display_zoom(shape: tuple[int, int], requested: float | None) -> float:
 
 
 def zoom_image(image: np.ndarray, zoom: float) -> np.ndarray:
-    import cv2
     if zoom == 1.0:
         return image
     h, w = image.shape[:2]
@@ -180,7 +184,6 @@ def zoom_image(image: np.ndarray, zoom: float) -> np.ndarray:
 
 def compose(image_u1: np.ndarray, lines: list[tuple[str, tuple[int, int, int]]]) -> np.ndarray:
     """BGR canvas: the (zoomed) image at the top left, a text panel below it (the image is not covered)."""
-    import cv2
     h, w = image_u1.shape
     width = max(w, PANEL_MIN_WIDTH_PX)
     canvas = np.zeros((h + PANEL_LINE_PX * len(lines) + 6, width, 3), np.uint8)
@@ -192,65 +195,6 @@ def compose(image_u1: np.ndarray, lines: list[tuple[str, tuple[int, int, int]]])
 
 
 WHITE, GREY, YELLOW, RED = (235, 235, 235), (150, 150, 150), (0, 220, 255), (60, 60, 255)
-
-
-class Recorder:
-    """mp4 (mp4v) writer whose size is fixed by the first frame; later frames of another size are resized."""
-
-    def __init__(self, path: str, fps: float):
-        self.path, self.fps = path, fps
-        self.frames = 0
-        self._writer = None
-        self._size: tuple[int, int] | None = None
-        check_output_path(path, "recording")
-
-    def write(self, image: np.ndarray) -> None:
-        import cv2
-        bgr = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image
-        if self._writer is None:
-            self._size = (bgr.shape[1], bgr.shape[0])
-            self._writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*"mp4v"), self.fps, self._size)
-            if not self._writer.isOpened():
-                raise ViewerError(f"cannot open {self.path} for writing mp4 video (is the path writable?)")
-        if (bgr.shape[1], bgr.shape[0]) != self._size:
-            bgr = cv2.resize(bgr, self._size, interpolation=cv2.INTER_AREA)
-        self._writer.write(np.ascontiguousarray(bgr))
-        self.frames += 1
-
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.release()
-            self._writer = None
-
-
-class ContactSheet:
-    """Keeps an evenly spaced sample of shown frames (halving when full) and tiles them into one PNG."""
-
-    def __init__(self, tiles: int = 12, columns: int = 4):
-        self.tiles, self.columns = tiles, columns
-        self._frames: list[np.ndarray] = []
-        self._step, self._count = 1, 0
-
-    def offer(self, image_u1: np.ndarray) -> None:
-        if self._count % self._step == 0:
-            self._frames.append(image_u1.copy())
-            if len(self._frames) >= 2 * self.tiles:
-                self._frames = self._frames[::2]
-                self._step *= 2
-        self._count += 1
-
-    def write(self, path: str) -> bool:
-        import cv2
-        if not self._frames:
-            return False
-        pick = np.linspace(0, len(self._frames) - 1, min(self.tiles, len(self._frames))).round().astype(int)
-        h, w = self._frames[0].shape
-        tiles = [cv2.resize(self._frames[i], (w, h)) for i in pick]
-        tiles += [np.zeros((h, w), np.uint8)] * (-len(tiles) % self.columns)
-        rows = [np.hstack(tiles[i:i + self.columns]) for i in range(0, len(tiles), self.columns)]
-        if not cv2.imwrite(path, np.vstack(rows)):
-            raise ViewerError(f"cannot write contact sheet {path}")
-        return True
 
 
 # ---------------------------------------------------------------- the viewer
@@ -339,13 +283,10 @@ class Viewer:
 
     # ----- actions
     def snapshot(self, now_s: float) -> str | None:
-        import cv2
         if self.current is None:
             return None
-        folder = Path(self.cfg.snapshots or ".")
-        path = folder / f"ssml-view-{self.header.seq:08d}.png"
-        if not cv2.imwrite(str(path), self._output_image(now_s)):
-            raise ViewerError(f"cannot write snapshot {path}")
+        path = Path(self.cfg.snapshots or ".") / f"ssml-view-{self.header.seq:08d}.png"
+        write_image(path, self._output_image(now_s), "snapshot")
         self._last_snapshot_s = now_s
         return str(path)
 
@@ -415,7 +356,6 @@ class Viewer:
         return 0 if self.shown or self.stop_reason in ("key", "signal") else 1
 
     def _update_window(self, now_s: float) -> None:
-        import cv2
         # Redraw on news, every 0.25 s (the overlay's fps/stall text ages), and on every loop for the
         # first 2 s: under Xvfb without a window manager that made Qt's unpainted-window failure rarer
         # (1 start in 11 instead of 4 in 12 in the same conditions).
@@ -430,14 +370,13 @@ class Viewer:
             self.stop_reason = "window closed"
 
     def _finish(self, window: bool | None, elapsed_s: float) -> None:
-        import cv2
         cfg = self.cfg
         if cfg.screenshot:
             canvas = self.canvas
             if canvas is None and self.current is not None:
                 canvas = self.render(time.monotonic())
-            if canvas is not None and not cv2.imwrite(cfg.screenshot, canvas):
-                raise ViewerError(f"cannot write screenshot {cfg.screenshot} (is the suffix an image type?)")
+            if canvas is not None:
+                write_image(cfg.screenshot, canvas, "screenshot")
         visible = None
         if window:
             visible = cv2.getWindowProperty(WINDOW_TITLE, cv2.WND_PROP_VISIBLE) >= 1
@@ -480,7 +419,6 @@ def check_display() -> None:
 
 
 def _open_window() -> bool:
-    import cv2
     flags = cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL
     try:
         if os.environ.get("QT_QPA_PLATFORM", "").startswith("xcb"):
@@ -499,6 +437,29 @@ def _open_window() -> bool:
     return True
 
 
+# ---------------------------------------------------------------- as a child process
+
+class ViewerProcess:
+    """`ssml-view --connect ENDPOINT ARGS...` as a child process (its own GIL and event loop); `on_exit`
+    runs on a helper thread when it exits, e.g. to stop the stream when its window is closed."""
+
+    def __init__(self, endpoint: str, *args: str, on_exit: Callable[[], None] | None = None):
+        self.proc = subprocess.Popen([sys.executable, "-m", "ssml_stream.viewer", "--connect", endpoint, *args])
+        if on_exit is not None:
+            threading.Thread(target=lambda: (self.proc.wait(), on_exit()), daemon=True).start()
+
+    def stop(self, wait_s: float) -> int:
+        """SIGTERM (the viewer then writes out its recording, screenshot and contact sheet), SIGKILL
+        after `wait_s`; returns the exit code (negative: the signal that ended it)."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(wait_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        return self.proc.wait()
+
+
 # ---------------------------------------------------------------- command line
 
 EXAMPLES = """examples:
@@ -511,44 +472,39 @@ keys: q/Esc quit, space pause, s snapshot PNG, +/- gain, g gamma, r start/stop r
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="ssml-view", description="Subscribe to an ssml-stream publisher and show the newest frame.",
-                                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    """Every option's dest is the ViewerConfig field it sets."""
+    p = OneLineParser(prog="ssml-view", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+                      description="Subscribe to an ssml-stream publisher and show the newest frame.")
     p.add_argument("--connect", action="append", metavar="ENDPOINT",
                    help=f"publisher endpoint (repeatable; default {DEFAULT_ENDPOINT})")
     p.add_argument("--headless", action="store_true", help="no window (use with --record / --snapshots)")
     p.add_argument("--record", metavar="OUT.mp4", help="record shown frames to an mp4 (mp4v); r toggles in a window")
-    p.add_argument("--record-fps", type=float, default=30.0, metavar="FPS", help="playback rate of the recording (default 30)")
+    p.add_argument("--record-fps", type=positive_float, default=30.0, metavar="FPS",
+                   help="playback rate of the recording (default 30)")
     p.add_argument("--snapshots", metavar="DIR", help="PNG folder: s key in a window, every --snapshot-interval headless")
-    p.add_argument("--snapshot-interval", type=float, default=1.0, metavar="S", help="headless snapshot period (s)")
+    p.add_argument("--snapshot-interval", dest="snapshot_interval_s", type=positive_float, default=1.0, metavar="S",
+                   help="headless snapshot period (s)")
     p.add_argument("--contact-sheet", metavar="PNG", help="at exit, tile 12 evenly spaced shown frames into one PNG")
     p.add_argument("--screenshot", metavar="PNG", help="at exit, write exactly the last image drawn (with overlay)")
     p.add_argument("--burn-overlay", action="store_true", help="draw the overlay into recordings and snapshots")
-    p.add_argument("--duration", type=float, metavar="S", help="stop after S seconds")
-    p.add_argument("--max-frames", type=int, metavar="N", help="stop after showing N frames")
-    p.add_argument("--rate-norm", type=float, default=DEFAULT_RATE_NORM, metavar="RATE", help="firing rate shown as white (f4/f2)")
-    p.add_argument("--gain", type=float, default=1.0, help="display gain (+/- keys)")
-    p.add_argument("--gamma", type=float, default=1.0, help="display gamma, >1 brightens darks (g key)")
-    p.add_argument("--scale", type=float, help="window zoom (default: automatic)")
+    p.add_argument("--duration", dest="duration_s", type=positive_float, metavar="S", help="stop after S seconds")
+    p.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after showing N frames")
+    p.add_argument("--rate-norm", type=positive_float, default=DEFAULT_RATE_NORM, metavar="RATE",
+                   help="firing rate shown as white (f4/f2)")
+    p.add_argument("--gain", type=positive_float, default=1.0, help="display gain (+/- keys)")
+    p.add_argument("--gamma", type=positive_float, default=1.0, help="display gamma, >1 brightens darks (g key)")
+    p.add_argument("--scale", type=positive_float, help="window zoom (default: automatic)")
     p.add_argument("--curve-keys", metavar="DIR", help="CURVE key folder from ssml-keys (encrypted publisher)")
     return p
 
 
 def config_from_args(args: argparse.Namespace) -> ViewerConfig:
-    for name in ("record_fps", "snapshot_interval", "rate_norm", "gain", "gamma", "scale", "duration"):
-        value = getattr(args, name)
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise ConfigError(f"--{name.replace('_', '-')} must be a positive number, got {value}")
-    if args.max_frames is not None and args.max_frames < 1:
-        raise ConfigError(f"--max-frames must be at least 1, got {args.max_frames}")
-    if args.headless and not (args.record or args.snapshots or args.contact_sheet or args.screenshot
-                              or args.duration or args.max_frames):
+    """The one place parsed arguments become a ViewerConfig (values are checked by the parser's types)."""
+    cfg = ViewerConfig(**{**vars(args), "connect": args.connect or [DEFAULT_ENDPOINT]})
+    if cfg.headless and not (cfg.record or cfg.snapshots or cfg.contact_sheet or cfg.screenshot
+                             or cfg.duration_s or cfg.max_frames):
         raise ConfigError("--headless shows nothing: add --record OUT.mp4, --snapshots DIR, --duration or --max-frames")
-    return ViewerConfig(
-        connect=args.connect or [DEFAULT_ENDPOINT], headless=args.headless, record=args.record,
-        record_fps=args.record_fps, snapshots=args.snapshots, snapshot_interval_s=args.snapshot_interval,
-        contact_sheet=args.contact_sheet, screenshot=args.screenshot, burn_overlay=args.burn_overlay,
-        duration_s=args.duration, max_frames=args.max_frames, rate_norm=args.rate_norm, gain=args.gain,
-        gamma=args.gamma, scale=args.scale, curve_keys=args.curve_keys)
+    return cfg
 
 
 @cli_entry("ssml-view")

@@ -93,16 +93,17 @@ def test_view_starts_a_viewer_and_stops_with_it(reds_test, tmp_path, capsys, mon
     """--view runs ssml-view as a child on the first endpoint; when the viewer exits, the run ends.
     (The window itself needs a display; here the child is the same viewer, headless.)"""
     from ssml_stream import stream_cli
+    from ssml_stream.viewer import ViewerProcess
     dat, _ = reds_test
     shots = tmp_path / "shots"
     seen = []
 
-    def headless_viewer(endpoint):
+    def headless_viewer(endpoint, *args, **kwargs):
         seen.append(endpoint)
-        return subprocess.Popen([sys.executable, "-m", "ssml_stream.viewer", "--connect", endpoint, "--headless",
-                                 "--max-frames", "10", "--snapshots", str(shots), "--snapshot-interval", "0.1"])
+        return ViewerProcess(endpoint, *args, "--headless", "--max-frames", "10", "--snapshots", str(shots),
+                             "--snapshot-interval", "0.1", **kwargs)
 
-    monkeypatch.setattr(stream_cli, "start_viewer", headless_viewer)
+    monkeypatch.setattr(stream_cli, "ViewerProcess", headless_viewer)
     endpoint = f"ipc://{tmp_path}/v.ipc"
     t0 = time.perf_counter()
     rc, cap = run_cli(capsys, "--device", f"file:{dat}", "--loop", "--model", "tfp", "--duration", "60", "--view",
@@ -121,18 +122,26 @@ def test_view_without_display_fails_cleanly(reds_test, tmp_path, capsys, monkeyp
     assert rc == 2
 
 
+def test_demo_bad_input_is_one_line_exit_2(tmp_path, capsys):
+    from ssml_stream import demo
+    assert demo.main(["--seconds", "-1", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ssml-demo: error: argument --seconds") and "\n" not in err, err
+
+
 @pytest.mark.slow
 @pytest.mark.system
 def test_demo_records_video_and_contact_sheet(tmp_path, capsys):
     import cv2
 
     from ssml_stream import demo
+    from ssml_stream.media import video_frames
     rc = demo.main(["--seconds", "3", "--out", str(tmp_path), "--scene", "spin"])
     out = capsys.readouterr().out
     assert rc == 0, out
     sheet = cv2.imread(str(tmp_path / "contact_sheet.png"), cv2.IMREAD_GRAYSCALE)
     assert sheet.shape == (750, 1200) and sheet.std() > 10
-    assert demo.mp4_frames(str(tmp_path / "out.mp4")) >= 10
+    assert video_frames(str(tmp_path / "out.mp4")) >= 10
     assert "frames dropped 0" in out and "windows out" in out
 
 
