@@ -197,6 +197,22 @@ def compose(image_u1: np.ndarray, lines: list[tuple[str, tuple[int, int, int]]])
 WHITE, GREY, YELLOW, RED = (235, 235, 235), (150, 150, 150), (0, 220, 255), (60, 60, 255)
 
 
+def adapt_line(stats: dict) -> str | None:
+    """Panel text for the online-adaptation counters of a stats map (docs/formats.md#stats-message);
+    None when the stream does not adapt. The map comes from the network: what is not a number shows as -."""
+    if "adapt_steps" not in stats:
+        return None
+
+    def shown(key: str, spec: str = "") -> str:
+        value = stats.get(key)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return format(value, spec) if number else "-"
+
+    since = shown("adapt_since_swap_s", ".0f")   # not a number before the first swap
+    return (f"adapt steps {shown('adapt_steps')}  loss {shown('adapt_loss', '.2e')}  swaps {shown('adapt_swaps')}"
+            + (f" (last {since} s ago)" if since != "-" else "") + f"  poisoned {shown('adapt_poisoned')}")
+
+
 # ---------------------------------------------------------------- the viewer
 
 class Viewer:
@@ -265,9 +281,12 @@ class Viewer:
                  (f"gaps {s.gaps}  dropped {h.dropped}  skipped {h.skipped}  malformed {s.malformed}",
                   RED if s.malformed else WHITE),
                  (f"{h.shape[1]}x{h.shape[0]} {h.dtype}  gain {self.gain:.2f}  gamma {self.gamma:.1f}", WHITE)]
+        adapting = adapt_line(s.last_stats)
+        if adapting:   # from the first stats map of an adapting stream on
+            lines.append((adapting, WHITE))
         if self._last_frame_s is not None and now_s - self._last_frame_s > 2.0:
             lines.append((f"no frames for {now_s - self._last_frame_s:.0f} s", YELLOW))
-        else:   # always 4 lines, so the window keeps its size
+        else:   # a fixed number of lines, so the window keeps its size
             lines.append(("q quit  space pause  s snapshot  +/- gain  g gamma  r record", GREY))
         return lines
 

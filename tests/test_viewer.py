@@ -1,5 +1,6 @@
 """ssml-view: draining and counting (in process), then the real command against a publisher process:
 headless recording, SIGTERM, waiting, malformed messages, and the window under Xvfb."""
+import math
 import os
 import shutil
 import signal
@@ -198,6 +199,38 @@ def test_keys_change_gain_gamma_pause_snapshot_and_recording(tmp_path, monkeypat
         if viewer.recorder is not None:
             viewer.recorder.close()
         viewer.sub.close()
+
+
+def test_panel_shows_adapt_counters_only_when_the_stream_adapts(tmp_path):
+    from ssml_stream.viewer import Viewer, ViewerConfig, adapt_line
+    plain = {"t_s": 12.0, "fps": 30.0, "latency_p50_ms": 5.0, "latency_p99_ms": 9.0, "frames_in": 480_000,
+             "dropped": 0, "skipped": 1, "windows_out": 360, "model": "ssml-rt"}
+    # what `ssml-stream --adapt` adds to the stats map (docs/formats.md#stats-message)
+    adapting = {**plain, "adapt_steps": 162, "adapt_loss": 1.234e-3, "adapt_live_score": 4e-3, "adapt_swaps": 12,
+                "adapt_since_swap_s": 34.2, "adapt_poisoned": 3}
+    viewer = Viewer(ViewerConfig(connect=[f"ipc://{tmp_path}/none.ipc"], headless=True, duration_s=1.0))
+    try:
+        viewer.show(make_frame(1, pattern_rate()), time.monotonic())
+
+        def panel(stats):
+            viewer.sub.last_stats = schema.decode(schema.encode_stats(stats)).values   # as received
+            return [text for text, _ in viewer.overlay_lines(time.monotonic())]
+
+        without = panel(plain)
+        assert not any("adapt" in line for line in without), without
+        with_adapt = panel(adapting)
+        assert len(with_adapt) == len(without) + 1
+        assert [line for line in with_adapt if "adapt" in line] == [
+            "adapt steps 162  loss 1.23e-03  swaps 12 (last 34 s ago)  poisoned 3"], with_adapt
+    finally:
+        viewer.sub.close()
+    # before the first step and the first swap the adapter sends NaN; values from a foreign publisher
+    # that are not numbers show as "-" instead of stopping the viewer
+    assert adapt_line({**adapting, "adapt_loss": math.nan, "adapt_swaps": 0, "adapt_since_swap_s": math.nan}) == \
+        "adapt steps 162  loss -  swaps 0  poisoned 3"
+    assert adapt_line({"adapt_steps": "many", "adapt_loss": [1], "adapt_since_swap_s": True}) == \
+        "adapt steps -  loss -  swaps -  poisoned -"
+    assert adapt_line(plain) is None
 
 
 # ---------------------------------------------------------------- processes
