@@ -112,3 +112,36 @@ def test_shipped_rt_weights_beat_the_best_classical_baseline(reds_test):
     tfp41 = psnr(rate_to_intensity(baseline_fns()["TFP41"](window)), reds_test.gt)
     model = psnr(rate_to_intensity(run(window)), reds_test.gt)
     assert model >= tfp41 + 3.0, (model, tfp41)
+
+
+def test_a_checkpoint_runs_through_the_runtime_like_its_weights(sim_recording, tmp_path, rng):
+    """ssml-eval takes an ssml-train checkpoint beside weights files; columns are named as given."""
+    import torch
+
+    from ssml_stream.models import build_model, model_config, save_weights
+    from ssml_stream.train.evaluate import load_model_fn
+
+    torch.manual_seed(0)
+    nbsn = build_model("rt").eval()
+    with torch.no_grad():
+        for p in nbsn.parameters():  # away from its TFP41 start, so the columns say which network ran
+            p.add_(0.01 * torch.randn_like(p))
+    ckpt = tmp_path / "run" / "best.pt"
+    ckpt.parent.mkdir()
+    torch.save({"bsn": {}, "nbsn": nbsn.state_dict(), "nbsn_arch": "rt", "nbsn_config": model_config("rt")}, ckpt)
+    weights = tmp_path / "rt.pt"
+    save_weights(weights, nbsn, "rt", model_config("rt"), {})
+
+    window = (rng.random((41, 48, 64)) < 0.3).astype(np.uint8)
+    with torch.no_grad():
+        eager = nbsn(torch.from_numpy(window).float()[None])[0, 0].numpy()
+    np.testing.assert_allclose(load_model_fn(str(ckpt))[1](window), eager, atol=1e-5)
+
+    out = tmp_path / "e.json"
+    assert main([str(ckpt), str(weights), "--data", str(sim_recording.dat), "--no-sim", "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    by_ckpt, by_weights = "run/best.pt", f"{tmp_path.name}/rt.pt"
+    assert res["methods"] == ["TFP41", "TFI", by_ckpt, by_weights]
+    row = res["sources"][sim_recording.dat.stem]
+    assert row[by_ckpt]["psnr"] == pytest.approx(row[by_weights]["psnr"], abs=0.05)  # weights are fp16
+    assert abs(row[by_ckpt]["psnr"] - row["TFP41"]["psnr"]) > 0.05

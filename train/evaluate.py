@@ -27,9 +27,8 @@ import numpy as np
 
 from ..cli_common import OneLineParser, check_output_path, cli_entry
 from ..data_paths import shared_data
-from ..errors import ConfigError, ModelError
+from ..errors import ConfigError
 from ..formats import RATE_GAIN
-from ..model_files import load_exported, load_torchscript
 from .data import WINDOW_FRAMES, DatOptions, load_dat_recording, find_dat_files
 from .metrics import psnr, rate_to_intensity, ssim
 
@@ -87,39 +86,20 @@ def baseline_fns() -> dict[str, Callable[[np.ndarray], np.ndarray]]:
 
 
 def load_model_fn(spec: str, threads: int = 0) -> tuple[str, Callable[[np.ndarray], np.ndarray]]:
-    """(display name, window -> rate) for a shipped name, weights file, trainer checkpoint,
-    TorchScript file or torch.export .pt2."""
-    import torch
+    """(display name, window -> rate) for anything `runtime.load_model` takes (shipped names, weights,
+    TorchScript, .pt2) or an ssml-train checkpoint, run on the CPU in fp32 like every shipped figure."""
+    from ..runtime import RuntimeOptions, TorchReconstructor, load_model
+    from .checkpoints import net_from_checkpoint, read_checkpoint
 
-    if threads:
-        torch.set_num_threads(threads)
     path = Path(spec)
     name = spec if not path.exists() else "/".join(path.resolve().parts[-2:])
-    if path.suffix == ".pt2" and path.is_file():
-        module = load_exported(path)
-    elif path.suffix in (".ts", ".pt", ".pth") and path.is_file() and _is_torchscript(path):
-        module = load_torchscript(path, map_location="cpu")
-    else:
-        from .export import load_nbsn
-
-        module, _arch = load_nbsn(spec)
-
-    def run(window: np.ndarray) -> np.ndarray:
-        x = torch.from_numpy(np.ascontiguousarray(window)).float()[None]
-        with torch.inference_mode():
-            return module(x)[0, 0].float().numpy()
-
-    return name, run
-
-
-def _is_torchscript(path: Path) -> bool:
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as z:
-            return any(n.endswith("constants.pkl") or "/code/" in n for n in z.namelist())
-    except (zipfile.BadZipFile, OSError):
-        return False
+    options = RuntimeOptions(compute="cpu", precision="fp32", threads=threads or None)
+    ckpt = read_checkpoint(spec)
+    if ckpt is None:
+        return name, load_model(spec, options=options)
+    rec = TorchReconstructor(net_from_checkpoint(ckpt, "nbsn", spec), name, options)
+    rec.probe()
+    return name, rec
 
 
 def evaluate(sources: list[EvalSource], methods: dict[str, Callable[[np.ndarray], np.ndarray]]) -> dict:
