@@ -68,6 +68,14 @@ def quiet_torch():
         yield
 
 
+def trace_frozen(module, example):
+    """`module` traced on `example` and frozen (weights folded in as constants): the same numbers as
+    eager, faster on the CPU. The trace records the operations run for `example`'s shape."""
+    import torch
+    with quiet_torch(), torch.inference_mode(False), torch.no_grad():
+        return torch.jit.freeze(torch.jit.trace(module, example, check_trace=False).eval())
+
+
 def _check_window(window: np.ndarray) -> np.ndarray:
     if not isinstance(window, np.ndarray) or window.ndim != 3:
         raise ModelError(f"expected a window of n x H x W uint8 spikes, got {getattr(window, 'shape', type(window))}")
@@ -192,12 +200,8 @@ class TorchReconstructor(Reconstructor):
             return self.module
         key = tuple(x.shape[1:])
         if key not in self._traced:
-            torch = self.torch
             try:
-                with quiet_torch(), torch.inference_mode(False), torch.no_grad():
-                    traced = torch.jit.trace(self.module, x.clone(), check_trace=False)
-                    traced = torch.jit.freeze(traced.eval())
-                self._traced[key] = traced
+                self._traced[key] = trace_frozen(self.module, x.clone())
             except Exception:  # tracing is an optimisation; any module still runs eagerly
                 self._traced[key] = self.module
         return self._traced[key]

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import warnings
 from pathlib import Path
 
 import torch
@@ -24,6 +23,7 @@ from torch import nn
 
 from ..cli_common import OneLineParser, check_output_path, cli_entry
 from ..errors import ConfigError, ModelError
+from ..runtime import quiet_torch, trace_frozen
 from .checkpoints import load_nbsn, load_nbsn_checkpoint
 
 FORMATS = ("torchscript", "export", "weights")
@@ -43,27 +43,24 @@ def example_input(height: int = 64, width: int = 64, frames: int = 41, seed: int
 
 
 def to_torchscript(model: nn.Module, example: torch.Tensor) -> torch.jit.ScriptModule:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # torch.jit.* is deprecated upstream and says so
+    with quiet_torch():
         try:
             scripted = torch.jit.script(model)
         except Exception:  # noqa: BLE001 - not scriptable: tracing is exact for these shape-static nets
-            scripted = torch.jit.trace(model, example, check_trace=False)
+            return trace_frozen(model, example)
         return torch.jit.freeze(scripted.eval())
 
 
 def save_torchscript(model: nn.Module, out: Path, example: torch.Tensor) -> None:
     ts = to_torchscript(model, example)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with quiet_torch():
         torch.jit.save(ts, str(out))
 
 
 def to_exported(model: nn.Module, example: torch.Tensor, dynamic: bool = True):
     from torch.export import Dim, export
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with quiet_torch():
         if dynamic:
             # Dim.DYNAMIC lets export derive the constraints (the nets pad H and W to a multiple of 4).
             shapes = {"x": {0: Dim.DYNAMIC, 2: Dim.DYNAMIC, 3: Dim.DYNAMIC}}
@@ -79,8 +76,7 @@ def save_exported(model: nn.Module, out: Path, example: torch.Tensor, dynamic: b
     prog = to_exported(model, example, dynamic)
     is_dynamic = bool(prog.range_constraints)
     prog.example_inputs = None  # otherwise the sample window (16 MB at 250x400) is stored in the file
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with quiet_torch():
         torch.export.save(prog, str(out))
     return is_dynamic
 
