@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from ..errors import DriverError
-from ..formats import DEFAULT_HEIGHT, DEFAULT_RATE_HZ, DEFAULT_WIDTH
+from ..formats import DEFAULT_HEIGHT, DEFAULT_RATE_HZ, DEFAULT_WIDTH, stored_width_for
 
 
 @dataclass
@@ -44,6 +44,11 @@ class SourceInfo:
     rate_hz: float
     live: bool           # True: never blocks (ring drops); False: lossless replay (ring blocks producer)
     frame_bytes: int
+    stored_width: int = 0  # columns per stored row (416 for raw 250 x 400 captures); 0: derived from frame_bytes
+
+    def __post_init__(self):
+        if not self.stored_width:
+            object.__setattr__(self, "stored_width", stored_width_for(self.height, self.width, self.frame_bytes))
 
 
 @runtime_checkable

@@ -28,7 +28,8 @@ class FileReplay(Driver):
         self.frames_out = 0
         self.info = SourceInfo(name=f"file:{self.path}", height=self.spikes.height, width=self.spikes.width,
                                rate_hz=float(options.rate_hz), live=self.speed is not None,
-                               frame_bytes=self.spikes.geometry.frame_bytes)
+                               frame_bytes=self.spikes.geometry.frame_bytes,
+                               stored_width=self.spikes.geometry.stored_width)
 
     @property
     def stored_width(self) -> int:

@@ -125,7 +125,8 @@ class RawStream(Driver):
                 raise DriverError(f"{uri}: {path} is not a FIFO (create one with mkfifo)")
             self.source = _open_path(path, uri)
         self.info = SourceInfo(name=uri if uri != "-" else "stdin", height=options.height, width=options.width,
-                               rate_hz=float(options.rate_hz), live=True, frame_bytes=self.frame_bytes)
+                               rate_hz=float(options.rate_hz), live=True, frame_bytes=self.frame_bytes,
+                               stored_width=geometry.stored_width)
 
     def run(self, ring, stop: threading.Event) -> None:
         check_ring(self, ring)

@@ -330,7 +330,7 @@ class SimCamera(Driver):
         self.frames_out = 0
         self.info = SourceInfo(name=f"sim:{spec}", height=options.height, width=options.width,
                                rate_hz=float(options.rate_hz), live=self.speed is not None,
-                               frame_bytes=sim.geometry.frame_bytes)
+                               frame_bytes=sim.geometry.frame_bytes, stored_width=sim.geometry.stored_width)
 
     def run(self, ring, stop: threading.Event) -> None:
         check_ring(self, ring)

@@ -13,9 +13,11 @@ Layout (zip64, so any size): [local header][npy header, NPY_HEADER_BYTES][frames
 """
 from __future__ import annotations
 
+import array
 import io
 import os
 import struct
+import threading
 import time
 import zlib
 
@@ -128,3 +130,34 @@ class NpzStream:
                 f.write(_central_header(name, crc, size, offset, dos))
             f.write(_end_records(len(entries), cd_offset, f.tell() - cd_offset))
         os.replace(self.part, self.path)
+
+
+class NpzSaver:
+    """The pipeline's --save file: `frames` (N x H x W float32) and `center`, `first`, `last`, `capture_ns` (N) in one .npz,
+    streamed to disk as the frames arrive (NpzStream): memory stays flat, stopping costs no
+    copy, and the .npz is whole or absent. Appends after close (a stage that outlived the stop) are
+    dropped."""
+
+    def __init__(self, path: str, height: int, width: int):
+        self.path = path
+        self._writer: NpzStream | None = NpzStream(self.path, (height, width), np.float32)
+        self._lock = threading.Lock()
+        self.meta = {k: array.array("q") for k in ("center", "first", "last", "capture_ns")}
+
+    def append(self, out) -> None:
+        """`out`: a pipeline Output (frame, center, first, last, capture_ns)."""
+        with self._lock:
+            if self._writer is None:
+                return
+            self._writer.append(out.frame)
+            for k, values in self.meta.items():
+                values.append(getattr(out, k))
+
+    def close(self, discard: bool = False) -> None:
+        """Write the .npz; with `discard` (a run that never started) leave any earlier file untouched."""
+        with self._lock:
+            writer, self._writer = self._writer, None
+            if writer is not None and discard:
+                writer.discard()
+            elif writer is not None:
+                writer.close(**{k: np.frombuffer(v, np.int64) for k, v in self.meta.items()})

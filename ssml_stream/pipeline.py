@@ -29,9 +29,7 @@ Where frames get lost, and how it is counted:
 """
 from __future__ import annotations
 
-import array
 import queue
-from collections import deque
 import sys
 import threading
 import time
@@ -42,9 +40,10 @@ import numpy as np
 
 from .cli_common import check_output_path, format_bytes
 from .errors import ConfigError, SsmlError
-from .formats import RATE_GAIN, open_writer, stored_width_for
-from .npzstream import NpzStream
+from .formats import RATE_GAIN, open_writer
+from .npzstream import NpzSaver
 from .ring import Ring
+from .run_stats import LatencyStats, SilenceWatch, StageTimes, Summary
 from .unpack import SlidingWindows, unpack_into
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
@@ -52,7 +51,6 @@ DEFAULT_FPS = 30.0
 RING_BYTES = 256 << 20     # ring memory budget when ring_frames is not given
 RING_MAX_FRAMES = 16384
 MAX_BUFFER_BYTES = 4 << 30  # ring + unpacked windows of one run: more is a typing error, not a camera
-NO_FRAMES_NOTE_S = 5.0     # a live source silent this long is reported (once per silence)
 FORMATS = ("u1", "f4", "f2")
 
 
@@ -92,23 +90,23 @@ class PipelineConfig:
 
     def validate(self) -> "PipelineConfig":
         if self.window_frames < 1 or self.window_frames % 2 == 0:
-            raise ConfigError(f"--window must be a positive odd number of frames, got {self.window_frames}")
+            raise ConfigError(f"window length must be a positive odd number of frames, got {self.window_frames}")
         if self.stride_frames is not None and self.stride_frames < 1:
-            raise ConfigError(f"--stride must be >= 1 spike frame, got {self.stride_frames}")
+            raise ConfigError(f"stride must be >= 1 spike frame, got {self.stride_frames}")
         if self.stride_frames is not None and self.fps is not None:
-            raise ConfigError("give either --stride (every window on a grid) or --fps (live rate), not both")
+            raise ConfigError("give either a stride (every window on a grid) or an fps (live rate), not both")
         if self.fps is not None and not (0 < self.fps <= 10_000):
-            raise ConfigError(f"--fps must be in (0, 10000], got {self.fps}")
+            raise ConfigError(f"fps must be in (0, 10000], got {self.fps}")
         if self.duration_s is not None and not self.duration_s > 0:
-            raise ConfigError(f"--duration must be > 0 seconds, got {self.duration_s}")
+            raise ConfigError(f"duration must be > 0 seconds, got {self.duration_s}")
         if self.speed is not None and not self.speed > 0:
-            raise ConfigError(f"--speed must be a positive number or 'max', got {self.speed}")
+            raise ConfigError(f"speed must be a positive number or 'max', got {self.speed}")
         if self.fmt not in FORMATS:
-            raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {self.fmt!r}")
+            raise ConfigError(f"frame format must be one of {', '.join(FORMATS)}, got {self.fmt!r}")
         if not self.gamma > 0 or not self.rate_norm > 0:
-            raise ConfigError(f"--gamma and --rate-norm must be > 0, got {self.gamma} and {self.rate_norm}")
+            raise ConfigError(f"gamma and rate norm must be > 0, got {self.gamma} and {self.rate_norm}")
         if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"--threads must be >= 1, got {self.threads}")
+            raise ConfigError(f"threads must be >= 1, got {self.threads}")
         if self.ring_frames is not None and self.ring_frames < 2 * self.window_frames:
             raise ConfigError(f"ring of {self.ring_frames} frames is too small for {self.window_frames}-frame windows")
         self._check_memory()
@@ -146,29 +144,6 @@ class Output:
     publish_ns: int = 0
 
 
-@dataclass
-class Summary:
-    frames_in: int
-    frames_dropped: int
-    windows_out: int
-    windows_skipped: int
-    fps: float
-    latency_p50_ms: float
-    latency_p99_ms: float
-    wall_s: float
-    model: str
-    frames_recorded: int | None = None
-    record_dropped: int | None = None
-
-    def line(self) -> str:
-        s = (f"frames in {self.frames_in}, frames dropped {self.frames_dropped}, windows out {self.windows_out}, "
-             f"fps {self.fps:.1f}, latency p50 {self.latency_p50_ms:.1f} ms p99 {self.latency_p99_ms:.1f} ms, "
-             f"skipped {self.windows_skipped}, model {self.model}")
-        if self.frames_recorded is not None:
-            s += f", recorded {self.frames_recorded} (dropped {self.record_dropped})"
-        return s
-
-
 def npz_path(path: str) -> str:
     """Where save_path writes: the path itself if it ends with .npz, else with .npz added (as np.savez)."""
     return path if path.endswith(".npz") else path + ".npz"
@@ -191,116 +166,15 @@ def check_buffer_bytes(nbytes: int, what: str) -> None:
                           f"{format_bytes(MAX_BUFFER_BYTES)}")
 
 
-class NpzSaver:
-    """save_path: `frames` (N x H x W float32) and `center`, `first`, `last`, `capture_ns` (N) in one .npz,
-    streamed to disk as the frames arrive (ssml_stream.npzstream): memory stays flat, stopping costs no
-    copy, and the .npz is whole or absent. Appends after close (a stage that outlived the stop) are
-    dropped."""
-
-    def __init__(self, path: str, height: int, width: int):
-        self.path = npz_path(path)
-        self._writer: NpzStream | None = NpzStream(self.path, (height, width), np.float32)
-        self._lock = threading.Lock()
-        self.meta = {k: array.array("q") for k in ("center", "first", "last", "capture_ns")}
-
-    def append(self, out: Output) -> None:
-        with self._lock:
-            if self._writer is None:
-                return
-            self._writer.append(out.frame)
-            for k, values in self.meta.items():
-                values.append(getattr(out, k))
-
-    def close(self, discard: bool = False) -> None:
-        """Write the .npz; with `discard` (a run that never started) leave any earlier file untouched."""
-        with self._lock:
-            writer, self._writer = self._writer, None
-            if writer is not None and discard:
-                writer.discard()
-            elif writer is not None:
-                writer.close(**{k: np.frombuffer(v, np.int64) for k, v in self.meta.items()})
-
-
-class SilenceWatch:
-    """Says once through `log` when a live source has delivered no frame for NO_FRAMES_NOTE_S seconds
-    (a sender that connected but sends nothing, a FIFO nobody writes); again only after frames came
-    back and stopped again."""
-
-    def __init__(self, name: str, log: Callable[[str], None]):
-        self.name, self.log = name, log
-        self._frames = 0
-        self._since = time.monotonic()
-        self._told = False
-
-    def check(self, frames: int) -> None:
-        now = time.monotonic()
-        if frames != self._frames:
-            self._frames, self._since, self._told = frames, now, False
-        elif not self._told and now - self._since >= NO_FRAMES_NOTE_S:
-            self._told = True
-            self.log(f"no frames from {self.name} for {NO_FRAMES_NOTE_S:g} s; still waiting")
-
-
-class LatencyStats:
-    """Latency and output-time bookkeeping with bounded memory, so an all-day run does not grow.
-
-    Whole-run percentiles come from a log-spaced histogram (1 % bins, 0.01 ms .. 1000 s); the status
-    line reads the outputs since its previous call from a bounded deque. Written by the sink thread.
-    """
-
-    EDGES_MS = np.geomspace(0.01, 1e6, int(np.log(1e8) / np.log(1.01)) + 1)
-
-    def __init__(self):
-        self.hist = np.zeros(len(self.EDGES_MS) + 1, np.int64)
-        self.count = 0
-        self.first_t = self.last_t = 0.0
-        self._recent: deque = deque(maxlen=8192)
-        self._prev_t: float | None = None  # last output time handed to the status line
-
-    def add(self, latency_ms: float, t: float) -> None:
-        self.hist[np.searchsorted(self.EDGES_MS, latency_ms)] += 1
-        if self.count == 0:
-            self.first_t = t
-        self.count += 1
-        self.last_t = t
-        self._recent.append((latency_ms, t))
-
-    def recent(self) -> tuple[list[float], list[float]]:
-        """(latencies, output times) since the previous call; times start with the previous call's last."""
-        items = [self._recent.popleft() for _ in range(len(self._recent))]
-        lat = [x[0] for x in items]
-        times = ([self._prev_t] if self._prev_t is not None else []) + [x[1] for x in items]
-        if items:
-            self._prev_t = items[-1][1]
-        return lat, times
-
-    @staticmethod
-    def percentiles(ms: list[float]) -> tuple[float, float]:
-        if not ms:
-            return float("nan"), float("nan")
-        p50, p99 = np.percentile(np.asarray(ms), [50, 99])
-        return float(p50), float(p99)
-
-    @classmethod
-    def hist_percentiles(cls, hist: np.ndarray) -> tuple[float, float]:
-        """p50, p99 (ms) of a histogram over EDGES_MS (geometric bin centres, ~0.5 % error)."""
-        total = int(hist.sum())
-        if total == 0:
-            return float("nan"), float("nan")
-        edges = np.concatenate([[cls.EDGES_MS[0]], cls.EDGES_MS, [cls.EDGES_MS[-1]]])
-        cum = np.cumsum(hist)
-        out = []
-        for q in (0.5, 0.99):
-            i = int(np.searchsorted(cum, q * total))
-            out.append(float(np.sqrt(edges[i] * edges[i + 1])))
-        return out[0], out[1]
-
-    def fps(self) -> float:
-        span = self.last_t - self.first_t
-        return (self.count - 1) / span if self.count >= 2 and span > 0 else 0.0
-
-
 _STOP_ITEM = object()
+STATS_POLL_S = 0.25  # the sink checks for a pending status map at least this often
+
+
+def _timed(times: StageTimes, stage: str, since_ns: int) -> int:
+    """Add the time since `since_ns` to `stage`; return now (the start of the next stage)."""
+    now = time.perf_counter_ns()
+    times.add(stage, now - since_ns)
+    return now
 
 
 class Pipeline:
@@ -318,6 +192,10 @@ class Pipeline:
         self._errors: list[BaseException] = []
         self.summary: Summary | None = None
         self._threads: list[threading.Thread] = []
+        self._reconstruct_thread: threading.Thread | None = None
+        self._sink_thread: threading.Thread | None = None
+        self._pending_stats: dict | None = None  # latest status for the sink to publish (latest wins)
+        self.stage_times = StageTimes()
         self._t_start = 0.0
         self._finished = threading.Event()
         try:
@@ -331,7 +209,7 @@ class Pipeline:
                 # torch gets cores - 1 threads unless told otherwise: capture keeps a core
                 reconstructor = load_model(c.model, c.compute, precision=c.precision,
                                            threads=c.threads or default_threads())
-            self.rec = reconstructor
+            self.install_model(reconstructor)
             wf = getattr(self.rec, "window_frames", None)
             if wf and wf != c.window_frames:
                 raise ConfigError(f"model {self.rec.name} takes {wf}-frame windows; use --window {wf}")
@@ -342,7 +220,7 @@ class Pipeline:
             self._closers.append(self.driver.close)
             info = self.driver.info
             self.height, self.width, self.rate_hz = info.height, info.width, info.rate_hz
-            self.stored_width = stored_width_for(info.height, info.width, info.frame_bytes)
+            self.stored_width = info.stored_width
             self.lossless = not info.live or (c.stride_frames is not None and c.fps is None)
             self.fps = None if self.lossless else (c.fps or DEFAULT_FPS)
             target_fps = c.fps or DEFAULT_FPS
@@ -354,7 +232,7 @@ class Pipeline:
             if c.record_path:
                 self.record_writer = open_writer(c.record_path, self.height, self.width, self.stored_width)
                 self._closers.append(self.record_writer.close)
-            self.saver = NpzSaver(c.save_path, self.height, self.width) if c.save_path else None
+            self.saver = NpzSaver(npz_path(c.save_path), self.height, self.width) if c.save_path else None
             if self.saver:
                 self._closers.append(self.saver.close)
             self.adapter = None
@@ -373,6 +251,13 @@ class Pipeline:
         self.frames_recorded = 0
         self.latency = LatencyStats()
         self._seq = 0
+
+    def install_model(self, rec) -> None:
+        """Use `rec` from the next window on (one reference: the reconstruct loop reads it per window);
+        a torch reconstructor reports its to-tensor / forward / to-numpy times into this run's stage_times."""
+        if hasattr(rec, "stage_times"):
+            rec.stage_times = self.stage_times
+        self.rec = rec
 
     # ----- counters --------------------------------------------------------------------------------
     @property
@@ -419,16 +304,23 @@ class Pipeline:
         windows = SlidingWindows(self.height, self.width, c.window_frames, self.stride, self.stored_width)
         chunk = np.empty((256, self.ring.frame_bytes), np.uint8)
         chunk_ns = np.empty(256, np.int64)
+        times = self.stage_times
         while not self.stop_event.is_set():
+            t0 = time.perf_counter_ns()
             first, count = cursor.read(chunk, chunk_ns)
             if count == 0:
                 if self.ring.closed and cursor.available == 0:
                     return
                 cursor.wait(1, 0.1)
                 continue
+            t1 = time.perf_counter_ns()
+            times.add("ring read", t1 - t0)
             for center, window in windows.feed(chunk[:count], first):
+                t1 = _timed(times, "unpack", t1)   # the sliding buffer unpacks while feed() yields
                 frame = self.rec(window, np.empty((self.height, self.width), np.float32))
+                t1 = _timed(times, "model", t1)
                 self._emit(frame, center, chunk_ns[center + windows.half - first])
+                t1 = _timed(times, "hand to sink", t1)
                 # grid windows lost because a ring overrun cut them (live source only; else always 0)
                 self.skipped = (center - windows.half) // self.stride + 1 - self.windows_out
                 if self.stop_event.is_set():
@@ -444,11 +336,13 @@ class Pipeline:
         next_t = time.perf_counter()
         first_center = None
         last_slot, slots_hit = -1, 0  # grid slots (centre0 + k*stride, rounded) that got an output
+        times = self.stage_times
         while not self.stop_event.is_set():
             now = time.perf_counter()
             if now < next_t:
                 self.stop_event.wait(next_t - now)
                 continue
+            t = time.perf_counter_ns()
             first, jumped = cursor.read_latest(n, packed, packed_ns)
             if jumped < 0:  # fewer than n new frames since the last window
                 if self.ring.closed and cursor.available < n:
@@ -456,12 +350,16 @@ class Pipeline:
                 cursor.wait(n, 0.1)
                 continue
             next_t = max(next_t + period_s, time.perf_counter() - period_s)  # no catch-up bursts
+            t = _timed(times, "ring read", t)
             unpack_into(packed, window, self.stored_width)
+            t = _timed(times, "unpack", t)
             frame = self.rec(window, np.empty((self.height, self.width), np.float32))
+            t = _timed(times, "model", t)
             center = first + half
             if first_center is None:
                 first_center = center
             self._emit(frame, center, packed_ns[-1])
+            _timed(times, "hand to sink", t)
             # grid windows (centre0 + k*stride) up to this centre that got no output; jitter of less
             # than half a stride is not a skip. Counted by slot, not by output: two outputs that round
             # to one slot (timing jitter) must not hide a later skip nor count one twice.
@@ -482,26 +380,36 @@ class Pipeline:
     def _sink(self) -> None:
         c = self.config
         model_name = getattr(self.rec, "name", str(c.model))
+        times = self.stage_times
         while True:
-            item = self.sink_queue.get()
+            self._publish_pending_stats()
+            try:
+                item = self.sink_queue.get(timeout=STATS_POLL_S)
+            except queue.Empty:
+                continue
             if item is _STOP_ITEM:
                 return
-            if isinstance(item, dict):  # stats, sent from this thread (ZeroMQ sockets are single-thread)
-                if self.publisher is not None:
-                    self.publisher.send_stats(item)
-                continue
             item.seq = self._seq
             self._seq += 1
+            t = time.perf_counter_ns()
             if self.publisher is not None:
                 self.publisher.send_frame(item.frame, seq=item.seq, center=item.center, first=item.first,
                                           last=item.last, capture_ns=item.capture_ns, model=model_name,
                                           dropped=self.dropped, skipped=self.skipped)
+                t = _timed(times, "publish (display scaling + send)", t)
             item.publish_ns = time.time_ns()  # latency is capture -> publish (saving comes after)
             self.latency.add((item.publish_ns - item.capture_ns) / 1e6, time.perf_counter())
             if self.saver is not None:
                 self.saver.append(item)
+                t = _timed(times, "save", t)
             if self.on_output is not None:
                 self.on_output(item)
+
+    def _publish_pending_stats(self) -> None:
+        """Status maps are sent from the sink thread (ZeroMQ sockets are single-thread)."""
+        stats, self._pending_stats = self._pending_stats, None
+        if stats is not None and self.publisher is not None:
+            self.publisher.send_stats(stats)
 
     def _guard(self, fn):
         def run():
@@ -528,6 +436,7 @@ class Pipeline:
             t = threading.Thread(target=self._guard(fn), name=f"ssml-{name}", daemon=True)
             self._threads.append(t)
             t.start()
+        self._reconstruct_thread, self._sink_thread = self._threads[1], self._threads[2]
         if self.adapter is not None:
             self.adapter.start()
 
@@ -545,9 +454,9 @@ class Pipeline:
         silence = SilenceWatch(self.driver.info.name, self.log) if self.driver.info.live else None
         try:
             while any(t.is_alive() for t in self._threads):
-                self._threads[1].join(0.05)  # reconstruct ends on stop or end of stream
-                if not self._threads[1].is_alive():
-                    self._threads[2].join(2.0)  # sink drains
+                self._reconstruct_thread.join(0.05)  # reconstruct ends on stop or end of stream
+                if not self._reconstruct_thread.is_alive():
+                    self._sink_thread.join(2.0)  # sink drains
                     break
                 if silence is not None:
                     silence.check(self.frames_in)
@@ -570,11 +479,7 @@ class Pipeline:
                  "model": getattr(self.rec, "name", "?")}
         if self.adapter is not None:
             stats.update(self.adapter.stats())
-        if self.publisher is not None:
-            try:
-                self.sink_queue.put_nowait(stats)
-            except queue.Full:
-                pass
+        self._pending_stats = stats
         if interval:
             self.log(f"[{stats['t_s']:6.1f} s] fps {fps:6.1f}  latency p50 {p50:6.1f} ms p99 {p99:6.1f} ms  "
                      f"dropped {stats['dropped']}  skipped {stats['skipped']}  in {stats['frames_in']}"
@@ -605,7 +510,8 @@ class Pipeline:
                 windows_skipped=self.skipped, fps=self.latency.fps(), latency_p50_ms=p50, latency_p99_ms=p99,
                 wall_s=wall_s, model=getattr(self.rec, "name", "?"),
                 frames_recorded=self.frames_recorded if self.config.record_path else None,
-                record_dropped=self.rec_cursor_record.dropped if self.rec_cursor_record else None)
+                record_dropped=self.rec_cursor_record.dropped if self.rec_cursor_record else None,
+                stage_ms=self.stage_times.mean_ms())
             if self.config.print_summary:
                 self.log("summary: " + self.summary.line())
 
@@ -649,11 +555,9 @@ def stream(device: str = "sim", model: str = "ssml-rt", fps: float | None = DEFA
                             window_frames=window, speed=speed, publish=list(publish or []), compute=compute,
                             status_interval_s=None, print_summary=False, **options)
     done = object()
-    pipeline_box: list[Pipeline] = []
 
     def hand_over(out: Output) -> None:
-        p = pipeline_box[0]
-        while not p.stop_event.is_set():
+        while not pipeline.stop_event.is_set():  # `pipeline` is bound below, before any output
             try:
                 outputs.put(out, timeout=0.1)
                 return
@@ -661,7 +565,6 @@ def stream(device: str = "sim", model: str = "ssml-rt", fps: float | None = DEFA
                 continue
 
     pipeline = Pipeline(config, on_output=hand_over)
-    pipeline_box.append(pipeline)
     runner_error: list[BaseException] = []
 
     def run() -> None:

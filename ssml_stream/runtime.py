@@ -25,6 +25,7 @@ Runtime choices:
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -159,6 +160,7 @@ class TorchReconstructor(Reconstructor):
         self._traced: dict[tuple[int, int, int], object] = {}
         self._input = None            # preallocated 1 x n x H x W input on the compute device
         self._staging = None          # pinned uint8 host buffer (CUDA)
+        self.stage_times = None       # a run_stats.StageTimes that the pipeline sets to see where time goes
 
     def probe(self) -> None:
         """One forward on a small window at load time, so a model built for other inputs (frames,
@@ -211,8 +213,9 @@ class TorchReconstructor(Reconstructor):
         window = _check_window(window)
         if window.shape[0] != self.window_frames:
             raise ModelError(f"{self.name} takes {self.window_frames}-frame windows, got {window.shape[0]} "
-                             f"(use --window {self.window_frames})")
+                             f"(a window length of {self.window_frames})")
         out = _out_for(window, out)
+        t0 = time.perf_counter_ns()
         x = self._buffers(window.shape)
         src = torch.from_numpy(window)[None]
         if self.device == "cpu":
@@ -220,14 +223,21 @@ class TorchReconstructor(Reconstructor):
         else:
             self._staging.copy_(src)
             x.copy_(self._staging.to(self.device, non_blocking=True))
+        t1 = time.perf_counter_ns()
         runner = self._runner(x) if self.device == "cpu" else self.module
         autocast = torch.autocast(self.device, dtype=torch.bfloat16) if self.autocast_bf16 else nullcontext()
         with torch.inference_mode(), autocast:
             y = runner(x)
+        t2 = time.perf_counter_ns()
         if y.dim() != 4 or y.shape[0] != 1 or y.shape[1] != 1 or tuple(y.shape[2:]) != window.shape[1:]:
             raise ModelError(f"{self.name} returned shape {tuple(y.shape)}, expected 1 x 1 x "
                              f"{window.shape[1]} x {window.shape[2]}")
         torch.from_numpy(out).copy_(y[0, 0].float().cpu() if self.device != "cpu" else y[0, 0])
+        if self.stage_times is not None:
+            # on CUDA the forward is asynchronous: its time shows up in "model: to numpy" (the copy waits)
+            self.stage_times.add("model: to tensor", t1 - t0)
+            self.stage_times.add("model: forward", t2 - t1)
+            self.stage_times.add("model: to numpy", time.perf_counter_ns() - t2)
         return out
 
 
@@ -247,11 +257,11 @@ def _probe_shape(module, frames: int) -> tuple[int, int, int, int]:
 def _resolve_device(compute: str) -> str:
     import torch
     if compute not in ("auto", "cpu", "cuda"):
-        raise ModelError(f"--compute must be auto, cpu or cuda, got {compute!r}")
+        raise ModelError(f"compute device must be auto, cpu or cuda, got {compute!r}")
     if compute == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if compute == "cuda" and not torch.cuda.is_available():
-        raise ModelError("--compute cuda was asked for but torch sees no CUDA device; use --compute cpu")
+        raise ModelError("compute device cuda was asked for but torch sees no CUDA device; use cpu")
     return compute
 
 
@@ -291,7 +301,7 @@ def load_model(name_or_path: str, compute: str = "auto", *, precision: str = "au
     """tfp | tfi | ssml-rt | ssml-full | PATH (.pt TorchScript or shipped weights, .pt2 torch.export)."""
     options = options or RuntimeOptions(compute=compute, precision=precision, threads=threads)
     if options.threads is not None and options.threads < 1:
-        raise ModelError(f"--threads must be >= 1, got {options.threads}")
+        raise ModelError(f"threads must be >= 1, got {options.threads}")
     name = os.fspath(name_or_path)
     if name in CLASSICAL:
         _resolve_device(options.compute)  # still reject a bad --compute

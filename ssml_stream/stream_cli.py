@@ -104,8 +104,6 @@ def adapt_options(args: argparse.Namespace) -> dict | None:
 
 def config_from_args(args: argparse.Namespace) -> PipelineConfig:
     """The one place command-line arguments become a PipelineConfig."""
-    if args.window % 2 == 0:
-        raise ConfigError(f"--window must be odd (a window has a centre frame), got {args.window}")
     if args.no_publish and (args.publish or args.view or args.curve_keys):
         raise ConfigError("--no-publish cannot be combined with --publish, --view or --curve-keys")
     publish = [] if args.no_publish else (args.publish or [DEFAULT_ENDPOINT])

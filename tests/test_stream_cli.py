@@ -33,7 +33,7 @@ def test_offline_reds_ground_truth_frame(reds_test, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--window", "40"], "--window must be odd"),
+    (["--window", "40"], "window length must be a positive odd number"),
     (["--device", "missing.dat"], "missing.dat"),
     (["--device", "bogus:x"], "unknown device"),
     (["--stride", "0"], "--stride"),
