@@ -29,6 +29,7 @@ Where frames get lost, and how it is counted:
 """
 from __future__ import annotations
 
+import os
 import queue
 import sys
 import threading
@@ -41,6 +42,7 @@ import numpy as np
 from .cli_common import check_output_path, format_bytes
 from .errors import ConfigError, SsmlError
 from .formats import RATE_GAIN, open_writer
+from .lanes import Lanes
 from .npzstream import NpzSaver
 from .ring import Ring
 from .run_stats import LatencyStats, SilenceWatch, StageTimes, Summary
@@ -304,6 +306,14 @@ class Pipeline:
         windows = SlidingWindows(self.height, self.width, c.window_frames, self.stride, self.stored_width)
         chunk = np.empty((256, self.ring.frame_bytes), np.uint8)
         chunk_ns = np.empty(256, np.int64)
+        lanes = self._lanes()
+        try:
+            self._read_lossless(cursor, windows, chunk, chunk_ns, lanes)
+        finally:
+            if lanes is not None:
+                lanes.finish()
+
+    def _read_lossless(self, cursor, windows, chunk, chunk_ns, lanes) -> None:
         times = self.stage_times
         while not self.stop_event.is_set():
             t0 = time.perf_counter_ns()
@@ -317,14 +327,33 @@ class Pipeline:
             times.add("ring read", t1 - t0)
             for center, window in windows.feed(chunk[:count], first):
                 t1 = _timed(times, "unpack", t1)   # the sliding buffer unpacks while feed() yields
-                frame = self.rec(window, np.empty((self.height, self.width), np.float32))
-                t1 = _timed(times, "model", t1)
-                self._emit(frame, center, chunk_ns[center + windows.half - first])
-                t1 = _timed(times, "hand to sink", t1)
-                # grid windows lost because a ring overrun cut them (live source only; else always 0)
-                self.skipped = (center - windows.half) // self.stride + 1 - self.windows_out
+                capture_ns = chunk_ns[center + windows.half - first]
+                if lanes is not None:
+                    lanes.submit(center, window, capture_ns)
+                    t1 = _timed(times, "hand to lanes", t1)
+                else:
+                    frame = self.rec(window, np.empty((self.height, self.width), np.float32))
+                    t1 = _timed(times, "model", t1)
+                    self._emit_grid(frame, center, capture_ns)
+                    t1 = _timed(times, "hand to sink", t1)
                 if self.stop_event.is_set():
                     return
+
+    def _emit_grid(self, frame: np.ndarray, center: int, capture_ns: int) -> None:
+        self._emit(frame, center, capture_ns)
+        # grid windows lost because a ring overrun cut them (live source only; else always 0)
+        self.skipped = (center - self.config.window_frames // 2) // self.stride + 1 - self.windows_out
+
+    def _lanes(self) -> Lanes | None:
+        """Parallel lanes for a lossless replay of a file on CPU (see lanes.py), one per core, when the
+        model may run on several threads and no --threads was given; else None (one window at a time)."""
+        if self.driver.info.live or self.config.threads or not getattr(self.rec, "thread_safe", False) \
+                or getattr(self.rec, "device", "cpu") != "cpu" or (os.cpu_count() or 1) < 2:
+            return None
+        import torch
+        torch.set_num_threads(1)  # one torch thread per lane; lanes, not threads, use the cores
+        return Lanes(os.cpu_count(), lambda w: self.rec(w, np.empty((self.height, self.width), np.float32)),
+                     self._emit_grid, self.stop_event, self.stage_times)
 
     def _reconstruct_live(self) -> None:
         c, cursor = self.config, self.rec_cursor

@@ -25,6 +25,7 @@ Runtime choices:
 from __future__ import annotations
 
 import os
+import threading
 import time
 import warnings
 from contextlib import contextmanager, nullcontext
@@ -119,6 +120,8 @@ class Reconstructor(Protocol):
 class ClassicalReconstructor(Reconstructor):
     """TFP / TFI (Numba, GIL released while they run)."""
 
+    thread_safe = True  # may be called from several threads at once (pipeline lanes)
+
     def __init__(self, kind: str):
         self.name, self.kind, self.window_frames, self.device = kind, kind, None, "cpu"
 
@@ -129,7 +132,10 @@ class ClassicalReconstructor(Reconstructor):
 
 
 class TorchReconstructor(Reconstructor):
-    """A torch module with forward(B x 41 x H x W float) -> B x 1 x H x W firing rate."""
+    """A torch module with forward(B x 41 x H x W float) -> B x 1 x H x W firing rate. Safe to call from
+    several threads at once: each thread gets its own input buffers, the traced module is shared."""
+
+    thread_safe = True
 
     def __init__(self, module, name: str, options: RuntimeOptions, *, scripted: bool = False,
                  meta: dict | None = None):
@@ -158,8 +164,9 @@ class TorchReconstructor(Reconstructor):
         self.module = module
         self.scripted = scripted
         self._traced: dict[tuple[int, int, int], object] = {}
-        self._input = None            # preallocated 1 x n x H x W input on the compute device
-        self._staging = None          # pinned uint8 host buffer (CUDA)
+        # per calling thread: the preallocated 1 x n x H x W input on the compute device (.input) and,
+        # on CUDA, a pinned uint8 host buffer (.staging)
+        self._local = threading.local()
         self.stage_times = None       # a run_stats.StageTimes that the pipeline sets to see where time goes
 
     def probe(self) -> None:
@@ -188,13 +195,14 @@ class TorchReconstructor(Reconstructor):
         super().warm_up(height, width, n_frames, runs or max(1, self.options.warm_up_runs))
 
     def _buffers(self, shape):
-        torch = self.torch
-        if self._input is None or tuple(self._input.shape[1:]) != shape:
-            self._input = torch.empty((1, *shape), dtype=self.dtype, device=self.device)
-            self._input = self._input.contiguous(memory_format=self.memory_format)
+        torch, local = self.torch, self._local
+        x = getattr(local, "input", None)
+        if x is None or tuple(x.shape[1:]) != shape:
+            x = local.input = torch.empty((1, *shape), dtype=self.dtype, device=self.device).contiguous(
+                memory_format=self.memory_format)
             if self.device != "cpu":
-                self._staging = torch.empty((1, *shape), dtype=torch.uint8).pin_memory()
-        return self._input
+                local.staging = torch.empty((1, *shape), dtype=torch.uint8).pin_memory()
+        return x
 
     def _runner(self, x):
         """Eager modules on CPU are traced and frozen once per input size (falls back to eager)."""
@@ -221,8 +229,8 @@ class TorchReconstructor(Reconstructor):
         if self.device == "cpu":
             x.copy_(src)                          # uint8 -> float into the preallocated input
         else:
-            self._staging.copy_(src)
-            x.copy_(self._staging.to(self.device, non_blocking=True))
+            self._local.staging.copy_(src)
+            x.copy_(self._local.staging.to(self.device, non_blocking=True))
         t1 = time.perf_counter_ns()
         runner = self._runner(x) if self.device == "cpu" else self.module
         autocast = torch.autocast(self.device, dtype=torch.bfloat16) if self.autocast_bf16 else nullcontext()

@@ -155,5 +155,5 @@ def test_bench_pipeline_smoke(tmp_path, capsys):
     assert bench.main(["--seconds", "1", "--segments", "1", "--rows", "tfp-0", "tfp-4", "--device", "sim:spin", "--json", str(path)]) == 0
     rows = json.loads(path.read_text())["rows"]
     assert [(r["model"], r["subscribers"]) for r in rows] == [("tfp", 0), ("tfp", 4)]
-    assert all(r["frames_in"] == 40_000 and r["windows_out"] > 10 for r in rows)
+    assert all(r["frames_in"] == 40_000 and r["windows_out"] > 10 for r in rows), rows
     assert "tfp fps ratio 4 subscribers / none" in capsys.readouterr().out
