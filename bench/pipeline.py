@@ -3,9 +3,10 @@
 Each row runs `--device sim` (40 kHz, 250 x 400, paced in real time) for `--seconds` through the
 real pipeline (capture thread -> ring -> newest-window scheduler -> model -> ZeroMQ publisher on an
 ipc:// endpoint) and reports spike frames dropped at ingest, reconstructed fps, windows skipped and
-latency (capture of the window's last spike frame -> publish) p50/p99.
+latency (capture of the window's last spike frame -> publish) p50/p99, and the mean time per call of
+each stage (ring read, unpack, model: to tensor / forward / to numpy, hand to sink, publish).
 
-Rows: the rt NBSN at the live default (30 fps target) and TFP flat out (target 1000 fps), each with no
+Rows: the rt NBSN asked for 60 fps (`--rt-fps`) and TFP flat out (target 1000 fps), each with no
 subscribers and with four subscriber processes (three draining and validating every message, one
 connected but never reading). The subscriber ratio is fps(4 subscribers) / fps(none) in the same run;
 rows are run in interleaved segments (`--segments`, default 3) so that load changes on a shared machine
@@ -13,11 +14,10 @@ hit all rows alike.
 The rt model is the shipped `ssml-rt` weights when present, otherwise the untrained rt architecture
 (same cost per frame); the JSON says which.
 
-Targets: rt 0 dropped, >= 30 fps, p99 <= 100 ms; TFP >= 200 fps; subscriber ratio >= 0.95.
+Targets: rt 0 dropped, >= 55 fps, p99 <= 50 ms; TFP >= 200 fps; subscriber ratio >= 0.95.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import select
 import subprocess
@@ -25,8 +25,11 @@ import sys
 import tempfile
 import time
 
+from ..cli_common import positive_float, positive_int
 from ..errors import ConfigError
+from .args import add_threads, bench_parser
 
+RT_TARGET_FPS = 60.0  # the live target on two cores: >= 55 fps delivered, p99 <= 50 ms, 0 dropped
 SETTLE_S = 1.0  # pause before each segment (same for every row: start-up work settles, subscribers connect)
 
 SUBSCRIBER = r"""
@@ -45,25 +48,20 @@ while True:
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="ssml-bench pipeline", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="examples:\n  ssml-bench pipeline\n  ssml-bench pipeline --seconds 20 --rows rt-0 tfp-0\n"
-                                       "  ssml-bench pipeline --model /path/model.pt --json out/pipeline.json")
-    p.add_argument("--seconds", type=float, default=60.0, help="stream seconds per row (default 60)")
+    p = bench_parser("pipeline", __doc__, "ssml-bench pipeline", "ssml-bench pipeline --seconds 20 --rows rt-0 tfp-0",
+                     "ssml-bench pipeline --model /path/model.pt --json out/pipeline.json")
+    p.add_argument("--seconds", type=positive_float, default=60.0, help="stream seconds per row (default 60)")
     p.add_argument("--device", default="sim", help="live source (default sim)")
     p.add_argument("--model", default=None, help="rt rows: model name/path (default: ssml-rt, else untrained rt)")
     p.add_argument("--rows", nargs="+", default=["rt-0", "rt-4", "tfp-0", "tfp-4"],
                    choices=["rt-0", "rt-4", "tfp-0", "tfp-4"], help="MODEL-SUBSCRIBERS rows to run")
-    p.add_argument("--rt-fps", type=float, default=30.0, help="target fps of the rt rows (default 30)")
-    p.add_argument("--tfp-fps", type=float, default=1000.0, help="target fps of the TFP rows (default 1000)")
-    p.add_argument("--segments", type=int, default=3,
+    p.add_argument("--rt-fps", type=positive_float, default=RT_TARGET_FPS,
+                   help=f"target fps of the rt rows (default {RT_TARGET_FPS:g})")
+    p.add_argument("--tfp-fps", type=positive_float, default=1000.0, help="target fps of the TFP rows (default 1000)")
+    p.add_argument("--segments", type=positive_int, default=3,
                    help="split each row into this many segments, interleaved with the other rows (default 3)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: cores - 1)")
-    p.add_argument("--json", default="bench_results/pipeline.json")
-    args = p.parse_args(argv)
-    if not args.seconds > 0 or not args.rt_fps > 0 or not args.tfp_fps > 0 or args.segments < 1:
-        raise ConfigError("--seconds, --rt-fps, --tfp-fps and --segments must be > 0")
-    return args
+    add_threads(p, "cores - 1")
+    return p.parse_args(argv)
 
 
 def rt_reconstructor(model: str | None, threads: int | None):
@@ -111,7 +109,7 @@ def run_segment(args, rec, fps: float, subscribers: int, endpoint: str, seconds:
             proc.kill()
             proc.wait()
     lat = pipeline.latency
-    return {"summary": s, "latency_hist": lat.hist.copy(),
+    return {"summary": s, "latency_hist": lat.hist.copy(), "stage_ms": s.stage_ms,
             "intervals": max(0, lat.count - 1), "active_s": lat.last_t - lat.first_t}
 
 
@@ -132,6 +130,19 @@ def aggregate(model_label: str, subscribers: int, fps: float, segments: list[dic
             # per-segment fps: their spread shows how much machine load moved during the run
             "fps_segments": " ".join(f"{g['intervals'] / g['active_s']:.1f}" if g["active_s"] else "0"
                                      for g in segments)}
+
+
+def stage_rows(rows: list[dict], segments: dict[str, list[dict]]) -> list[dict]:
+    """Mean milliseconds per call of each pipeline stage (averaged over a row's segments), one column per row."""
+    names = list(dict.fromkeys(k for segs in segments.values() for g in segs for k in g["stage_ms"]))
+    out = []
+    for name in names:
+        line = {"stage": name}
+        for row, segs in segments.items():
+            values = [g["stage_ms"][name] for g in segs if name in g["stage_ms"]]
+            line[row] = round(sum(values) / len(values), 3) if values else float("nan")
+        out.append(line)
+    return out
 
 
 def main(argv=None) -> int:
@@ -162,6 +173,7 @@ def main(argv=None) -> int:
         kind, subs = row.split("-")
         rows.append(aggregate(recs[kind].name, int(subs), args.rt_fps if kind == "rt" else args.tfp_fps,
                               segments[row]))
+    stages = stage_rows(rows, segments)
     by = {(r["model"], r["subscribers"]): r for r in rows}
     checks = {}
     for r in rows:
@@ -172,10 +184,12 @@ def main(argv=None) -> int:
             checks["tfp fps >= 200"] = (r["fps"], r["fps"] >= 200)
         if r["model"] != "tfp" and r["subscribers"] == 0:
             checks["rt dropped == 0"] = (r["dropped"], r["dropped"] == 0)
-            # at a 30 fps target the scheduler can at best deliver 30.0; allow 1 % for timer granularity
-            checks["rt fps >= 30"] = (r["fps"], r["fps"] >= 29.7)
-            checks["rt latency p99 <= 100 ms"] = (r["latency_p99_ms"], r["latency_p99_ms"] <= 100)
-    report("pipeline", rows, args.json, extra={"notes": notes, "load_average": os.getloadavg(),
+            want = min(55.0, 0.99 * r["target_fps"])  # 55 of 60 asked; a lower target: that target (1 % slack)
+            checks[f"rt fps >= {want:g}"] = (r["fps"], r["fps"] >= want)
+            checks["rt latency p99 <= 50 ms"] = (r["latency_p99_ms"], r["latency_p99_ms"] <= 50)
+    print("mean ms per call of each stage (model = to tensor + forward + to numpy):")
+    report("pipeline-stages", stages)
+    report("pipeline", rows, args.json, extra={"notes": notes, "load_average": os.getloadavg(), "stage_ms": stages,
                                                "checks": {k: {"value": v, "ok": ok} for k, (v, ok) in checks.items()}})
     for name, (value, ok) in checks.items():
         print(f"{'ok  ' if ok else 'MISS'} {name}: {value}")
