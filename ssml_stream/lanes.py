@@ -3,7 +3,7 @@
 A lossless replay (`--speed max --stride N`) is limited by the model alone: on a 2-core CPU one torch
 thread per window, two windows at a time, does about 1.8x the windows of one window at a time (the
 small convolutions scale poorly across threads inside one forward; two forwards scale almost
-linearly; measured in docs/architecture.md#offline-lanes). Windows are dealt round-robin to the
+linearly; figures in docs/architecture.md#offline-lanes). Windows are dealt round-robin to the
 lanes, so reading the lanes' results round-robin gives them back in grid order; the queues are
 bounded, so memory stays flat and a stopped run ends within one window's time.
 """
