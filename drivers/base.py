@@ -15,7 +15,7 @@ from ..errors import DriverError
 from ..formats import DEFAULT_HEIGHT, DEFAULT_RATE_HZ, DEFAULT_WIDTH, stored_width_for
 
 
-@dataclass
+@dataclass(frozen=True)
 class DriverOptions:
     """Options common to all drivers; each driver reads the ones it understands."""
 

@@ -56,9 +56,10 @@ MAX_BUFFER_BYTES = 4 << 30  # ring + unpacked windows of one run: more is a typi
 FORMATS = ("u1", "f4", "f2")
 
 
-@dataclass
+@dataclass(frozen=True)
 class PipelineConfig:
-    """Everything a run needs; `stream_cli.config_from_args` is the one place CLI args become this."""
+    """Everything a run needs; `stream_cli.config_from_args` is the one place CLI args become this.
+    Frozen: derive variants with `dataclasses.replace(config, fps=60)`."""
 
     device: str = "sim"
     model: str = "tfp"
