@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
 
 from ..cli_common import positive_int
+from ..runtime import trace_frozen
 from .args import add_device, add_frame_size, add_threads, bench_parser
 
 VARIANTS = ("eager", "traced", "traced-cl", "eager-bf16", "traced-bf16", "traced-bf16-cl", "eager-fp16-cl")
@@ -71,13 +71,6 @@ def time_interleaved(fns: dict, iters: int, warmup: int) -> dict:
     return out
 
 
-def _trace(model, x):
-    import torch
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return torch.jit.freeze(torch.jit.trace(model, x, check_trace=False).eval())
-
-
 def gmac_per_frame(model, height: int, width: int) -> float:
     """Multiply-accumulates per frame, counted on a small input and scaled by pixel count."""
     import torch
@@ -107,7 +100,7 @@ def make_variant(model, x, variant: str):
         return torch.autocast(x.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
 
     with torch.no_grad(), context():
-        fn = _trace(model, x) if variant.startswith("traced") else model
+        fn = trace_frozen(model, x) if variant.startswith("traced") else model
 
     def run():
         with torch.no_grad(), context():

@@ -1,5 +1,4 @@
 import json
-import warnings
 
 import numpy as np
 import pytest
@@ -9,6 +8,7 @@ from ssml_stream import features as ref
 from ssml_stream.errors import ModelError
 from ssml_stream.models import build_model, load_weights, save_weights, model_config
 from ssml_stream.models.features import tfi_center, tfp_center
+from ssml_stream.runtime import trace_frozen
 
 
 def spikes(shape, p=0.2, seed=0):
@@ -173,20 +173,13 @@ def test_load_weights_errors(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------- export
 
-def _trace_frozen(model, x):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        traced = torch.jit.trace(model, x, check_trace=False)
-        return torch.jit.freeze(traced.eval())
-
-
 def test_rt_trace_freeze_export_match_eager():
     torch.manual_seed(0)
     model = build_model("rt").eval()
     x = spikes((1, 41, 250, 400), 0.15)
     with torch.no_grad():
         eager = model(x)
-        frozen = _trace_frozen(model, x)
+        frozen = trace_frozen(model, x)
         assert (frozen(x) - eager).abs().max().item() <= 1e-4
         exported = torch.export.export(model, (x,))
         assert (exported.module()(x) - eager).abs().max().item() <= 1e-4
@@ -198,7 +191,7 @@ def test_nbsn_trace_freeze_export_match_eager():
     x = spikes((1, 41, 40, 56), 0.15)
     with torch.no_grad():
         eager = model(x)
-        assert (_trace_frozen(model, x)(x) - eager).abs().max().item() <= 1e-4
+        assert (trace_frozen(model, x)(x) - eager).abs().max().item() <= 1e-4
         exported = torch.export.export(model, (x,))
         assert (exported.module()(x) - eager).abs().max().item() <= 1e-4
 
