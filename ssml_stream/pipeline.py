@@ -312,7 +312,11 @@ class Pipeline:
             self._read_lossless(cursor, windows, chunk, chunk_ns, lanes)
         finally:
             if lanes is not None:
-                lanes.finish()
+                try:
+                    lanes.finish()
+                finally:
+                    import torch
+                    torch.set_num_threads(self._threads_before_lanes)  # no process-wide change left behind
 
     def _read_lossless(self, cursor, windows, chunk, chunk_ns, lanes) -> None:
         times = self.stage_times
@@ -352,6 +356,7 @@ class Pipeline:
                 or getattr(self.rec, "device", "cpu") != "cpu" or (os.cpu_count() or 1) < 2:
             return None
         import torch
+        self._threads_before_lanes = torch.get_num_threads()
         torch.set_num_threads(1)  # one torch thread per lane; lanes, not threads, use the cores
         return Lanes(os.cpu_count(), lambda w: self.rec(w, np.empty((self.height, self.width), np.float32)),
                      self._emit_grid, self.stop_event, self.stage_times)

@@ -81,16 +81,20 @@ def test_stop_ends_the_lanes_without_hanging():
 def test_lanes_give_the_same_output_as_one_window_at_a_time(tmp_path, model):
     path = tmp_path / "clip.dat"
     assert sim_main([str(path), "--scene", "traffic", "--frames", "160", "--height", "64", "--width", "96"]) == 0
+    import torch
     frames = {}
     for threads in (None, 1):  # None: lanes (one per core); 1: one window at a time, one torch thread
         cfg = PipelineConfig(device=f"file:{path}", model=model, stride_frames=1, speed=None, threads=threads,
                              height=64, width=96, save_path=str(tmp_path / f"out-{threads}.npz"),
                              status_interval_s=None, print_summary=False)
         p = Pipeline(cfg)
+        threads_before = torch.get_num_threads()  # as the pipeline's model load left it
         summary = p.run()
         assert summary.windows_out == 120 and summary.frames_dropped == 0
         used_lanes = "hand to lanes" in summary.stage_ms
         assert used_lanes == (threads is None and (os.cpu_count() or 1) >= 2)
+        if threads is None:
+            assert torch.get_num_threads() == threads_before  # the lanes' one-thread setting is undone
         with np.load(tmp_path / f"out-{threads}.npz") as z:
             frames[threads] = (z["frames"].copy(), z["center"].copy())
     assert np.array_equal(frames[None][1], frames[1][1])
