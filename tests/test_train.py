@@ -177,7 +177,7 @@ def test_trainer_runs_checkpoints_logs_and_resumes(tmp_path, tiny_dat):
     # distillation from a trained NBSN (here the rt just trained): the extra term is logged
     cfg3 = _tiny_config(tmp_path, path, steps=1, run_dir=str(tmp_path / "run3"), distill_from=str(run / "last.pt"))
     t3 = Trainer(cfg3)
-    assert not any(p.requires_grad for p in t3.teacher.parameters())
+    assert not any(p.requires_grad for teacher, _ in t3.teachers for p in teacher.parameters())
     t3.run()
     train_rows = [r for r in read_log(tmp_path / "run3") if r["kind"] == "train"]
     assert train_rows and train_rows[0]["loss_distill"] >= 0

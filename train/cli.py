@@ -49,11 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--crop", type=int, default=40, help="training crop size (pixels, multiple of 4)")
     p.add_argument("--mutual-weight", type=float, default=0.01, help="weight of MSE(NBSN, BSN)")
-    p.add_argument("--distill-from", metavar="CKPT_OR_WEIGHTS",
-                   help="a trained full NBSN (checkpoint, weights file or name) as an extra, frozen teacher")
-    p.add_argument("--distill-rates", action="append", default=[], metavar="LO,HI",
-                   help="use the teacher only on crops whose mean firing rate lies in [LO, HI] (where it is trusted); "
-                        "repeat for several ranges")
+    p.add_argument("--distill-from", action="append", default=[], metavar="CKPT_OR_WEIGHTS",
+                   help="a trained network (checkpoint, weights file or name) as an extra, frozen teacher; repeatable")
+    p.add_argument("--distill-rates", action="append", default=[], metavar="LO,HI[;LO,HI...]",
+                   help="one per --distill-from, in order: that teacher teaches only crops whose mean firing rate "
+                        "lies in one of these ranges (where it is trusted); a crop goes to the first teacher that "
+                        "takes it")
     p.add_argument("--distill-weight", type=float, default=1.0, help="weight of MSE(NBSN, teacher)")
     p.add_argument("--val-every", type=int, default=250, help="validate (PSNR/SSIM) every N steps")
     p.add_argument("--val-crop", type=int, default=0, help="validate on a centred crop (0 = full frames)")
@@ -97,14 +98,19 @@ def config_from_args(args: argparse.Namespace, argv: list[str]):
     distill_rates = []
     for spec in args.distill_rates:
         try:
-            lo, hi = (float(v) for v in spec.split(","))
+            ranges = tuple(tuple(float(v) for v in part.split(",")) for part in spec.split(";"))
         except ValueError:
-            raise ConfigError(f"--distill-rates {spec!r}: use LO,HI, e.g. 0.1,0.7") from None
-        distill_rates.append((lo, hi))
+            ranges = ((),)
+        if any(len(r) != 2 for r in ranges):
+            raise ConfigError(f"--distill-rates {spec!r}: use LO,HI or LO,HI;LO,HI, e.g. 0,0.08;0.7,1")
+        distill_rates.append(ranges)
+    if distill_rates and len(distill_rates) != len(args.distill_from):
+        raise ConfigError(f"--distill-rates: give one per --distill-from ({len(args.distill_from)}), "
+                          f"got {len(distill_rates)}")
     return TrainConfig(
         run_dir=args.run_dir, dat=list(args.data), sim=list(args.sim), nbsn=args.nbsn, steps=args.steps,
         max_minutes=args.max_minutes, lr=args.lr, batch_size=args.batch_size, crop=args.crop,
-        mutual_weight=args.mutual_weight, distill_from=args.distill_from, distill_weight=args.distill_weight,
+        mutual_weight=args.mutual_weight, distill_from=tuple(args.distill_from) or None, distill_weight=args.distill_weight,
         distill_rates=tuple(distill_rates) or None,
         val_every=args.val_every, val_crop=args.val_crop, ckpt_every=args.ckpt_every, log_every=args.log_every,
         seed=args.seed, threads=args.threads, amp=args.amp, device=args.device, resume=args.resume, init=args.init,

@@ -83,6 +83,8 @@ def save_exported(model: nn.Module, out: Path, example: torch.Tensor, dynamic: b
 
 def weights_meta(ckpt: dict, eval_json: str | None = None, eval_name: str | None = None) -> dict:
     """Metadata for shipped weights: how they were trained and what they measured."""
+    from .loop import teacher_plan
+
     import platform
     import time
 
@@ -97,8 +99,11 @@ def weights_meta(ckpt: dict, eval_json: str | None = None, eval_name: str | None
         "crop": args.get("crop"), "lr": args.get("lr"),
         "loss": ("MSE(BSN, %s label) + %g * MSE(NBSN, BSN)" % (args.get("label", "tfi"), args.get("mutual_weight", 0.01)))
                 + (", each crop weighted by 1 / (mean rate + 0.01)" if args.get("light_weighting") else "")
-                + (" + %g * MSE(NBSN, teacher %s)" % (args.get("distill_weight", 1.0), args.get("distill_from"))
-                   if args.get("distill_from") else ""),
+                + "".join(" + %g * MSE(NBSN, teacher %s%s)" % (
+                    args.get("distill_weight", 1.0), spec,
+                    "" if ranges is None else " on crops with mean rate in " + " or ".join(f"[{lo:g}, {hi:g}]"
+                                                                                             for lo, hi in ranges))
+                    for spec, ranges in teacher_plan(args.get("distill_from"), args.get("distill_rates"))),
         "train_val_psnr_nbsn_best": ckpt.get("best_psnr"),
         "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip() + f", torch {torch.__version__}",

@@ -72,9 +72,10 @@ class TrainConfig:
     tfi_search: int = 12
     tfi_fallback: int = 24
     mutual_weight: float = 0.01
-    distill_from: str | None = None
+    distill_from: tuple | str | None = None  # teacher(s): checkpoint, weights file or shipped name
     distill_weight: float = 1.0
-    distill_rates: tuple | None = None  # ((lo, hi), ...): the teacher term only for crops whose mean rate lies in a range
+    # per teacher, ((lo, hi), ...): it teaches only crops whose mean rate lies in one of its ranges; None: every crop
+    distill_rates: tuple | None = None
     val_every: int = 250
     val_crop: int = 0  # 0 = validate on full frames; else a centred crop of this size
     ckpt_every: int = 0  # 0 = at every validation
@@ -141,10 +142,36 @@ def light_weight(x: torch.Tensor) -> torch.Tensor:
 
 
 def rate_ranges(spec) -> list[tuple[float, float]]:
-    """distill_rates as a list of (lo, hi); configs written before several ranges were allowed hold one pair."""
+    """One teacher's ranges as a list of (lo, hi); a single (lo, hi) pair is accepted too."""
     if len(spec) == 2 and all(isinstance(v, (int, float)) for v in spec):
         return [(float(spec[0]), float(spec[1]))]
     return [(float(lo), float(hi)) for lo, hi in spec]
+
+
+def teacher_plan(distill_from, distill_rates) -> list[tuple[str, list | None]]:
+    """[(teacher spec, its rate ranges or None for every crop)] from a TrainConfig's two fields; a config
+    from before several teachers (one spec, one list of ranges) gives one teacher."""
+    specs = [distill_from] if isinstance(distill_from, str) else list(distill_from or [])
+    if not distill_rates:
+        return [(spec, None) for spec in specs]
+    depth = 1 if not isinstance(distill_rates[0], (list, tuple)) else 2 if not isinstance(
+        distill_rates[0][0], (list, tuple)) else 3  # 1: (lo, hi); 2: ((lo, hi), ...); 3: one of those per teacher
+    if len(specs) == 1 and depth < 3:
+        return [(specs[0], rate_ranges(distill_rates))]
+    if len(distill_rates) != len(specs):
+        raise ConfigError(f"{len(specs)} teachers but {len(distill_rates)} sets of distillation rates: "
+                          "give one set per teacher, or none")
+    return [(spec, rate_ranges(r)) for spec, r in zip(specs, distill_rates)]
+
+
+def crops_in_ranges(rate: torch.Tensor, ranges) -> torch.Tensor:
+    """Boolean mask of the crops (mean rates `rate`, shape B) inside one of `ranges`; None: every crop."""
+    if ranges is None:
+        return torch.ones_like(rate, dtype=torch.bool)
+    inside = torch.zeros_like(rate, dtype=torch.bool)
+    for lo, hi in ranges:
+        inside |= (rate >= lo) & (rate <= hi)
+    return inside
 
 
 def cosine_lr(base_lr: float, progress: float) -> float:
@@ -189,7 +216,8 @@ class Trainer:
             self.pair = MutualPair(build_model("bsn"), build_model(self.nbsn_arch)).to(self.device)
         self.model = wrap_ddp(self.pair, self.dist, self.device)
         self.optimizer = torch.optim.Adam(self.pair.parameters(), lr=config.lr, betas=(0.9, 0.999), eps=1e-8)
-        self.teacher = load_teacher(config.distill_from).to(self.device) if config.distill_from else None
+        self.teachers = [(load_teacher(spec).to(self.device), ranges)
+                         for spec, ranges in teacher_plan(config.distill_from, config.distill_rates)]
 
         recs = load_recordings(
             config.dat, config.sim,
@@ -335,13 +363,8 @@ class Trainer:
         with self.autocast():
             bsn_out, nbsn_out = self.model(x)
         bsn_out, nbsn_out = bsn_out.float(), nbsn_out.float()
-        if self.teacher is not None:
-            distill_mask = self._distill_mask(x)
-            teacher_out = torch.zeros_like(nbsn_out)
-            use = distill_mask.view(-1) > 0 if distill_mask is not None else slice(None)
-            if distill_mask is None or bool(use.any()):
-                with torch.no_grad(), self.autocast():  # the teacher runs only on the crops it teaches
-                    teacher_out[use] = self.teacher(x[use]).float()
+        if self.teachers:
+            teacher_out, distill_mask = self._teach(x, nbsn_out)
         terms = mutual_loss(bsn_out, nbsn_out, label, self.cfg.mutual_weight, teacher_out, self.cfg.distill_weight,
                             weight, distill_mask)
         self.optimizer.zero_grad(set_to_none=True)
@@ -352,16 +375,19 @@ class Trainer:
         out["lr"] = lr
         return out
 
-    def _distill_mask(self, x: torch.Tensor) -> torch.Tensor | None:
-        """1 for crops whose mean firing rate lies in one of the distill_rates ranges, else 0 (B x 1 x 1 x 1);
-        None when the teacher teaches every crop."""
-        if not self.cfg.distill_rates:
-            return None
-        rate = x.mean(dim=(1, 2, 3), keepdim=True)
-        inside = torch.zeros_like(rate, dtype=torch.bool)
-        for lo, hi in rate_ranges(self.cfg.distill_rates):
-            inside |= (rate >= lo) & (rate <= hi)
-        return inside.float()
+    def _teach(self, x: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(teacher outputs, B x 1 x 1 x 1 mask of the crops some teacher teaches). Each crop is taught by
+        the first teacher whose ranges hold its mean firing rate; a teacher runs only on its crops."""
+        out = torch.zeros_like(like)
+        taught = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        rate = x.mean(dim=(1, 2, 3))
+        for teacher, ranges in self.teachers:
+            mine = ~taught & crops_in_ranges(rate, ranges)
+            if bool(mine.any()):
+                with torch.no_grad(), self.autocast():
+                    out[mine] = teacher(x[mine]).float()
+            taught |= mine
+        return out, taught.float().view(-1, 1, 1, 1)
 
     def _val_input(self, vw: ValWindow) -> tuple[torch.Tensor, np.ndarray]:
         win, gt = vw.window, vw.gt
