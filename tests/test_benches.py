@@ -49,6 +49,17 @@ def test_ingest_bench_smoke(tmp_path):
         assert r["windows"] > 0
 
 
+def test_offline_bench_counts_every_window(tmp_path):
+    out = tmp_path / "offline.json"
+    rc = bench_main(["offline", "--sizes", "16x32", "--models", "tfp", "ssml-rt", "--strides", "1", "3",
+                     "--windows", "6", "--json", str(out)])
+    assert rc == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["model"], r["stride"]) for r in rows] == [("tfp", 1), ("tfp", 3), ("ssml-rt", 1), ("ssml-rt", 3)]
+    assert all(r["lossless"] == "yes" and r["windows_per_s"] > 0 for r in rows)
+    assert [r["windows"] for r in rows] == [6, 2, 6, 2]  # 46 frames: windows on the grid 20, 23, ...
+
+
 def test_scaling_bench_writes_rows_and_plots(tmp_path):
     out = tmp_path / "scaling.json"
     rc = bench_main(["scaling", "--sizes", "24x32", "40x48", "--windows", "11", "41", "--subscribers", "0", "2",
