@@ -22,11 +22,12 @@ MAX_RATE_HZ = 1e6        # 25x the 40 kHz camera; a simulated 0.5 s loop at this
 
 
 def check_speed(speed: float | None) -> float | None:
+    """A replay pace (x camera rate), or None for as fast as consumed (lossless)."""
     if speed is None:
         return None
     speed = float(speed)
     if not speed > 0:
-        raise ConfigError(f"--speed must be a positive number or 'max', got {speed}")
+        raise ConfigError(f"speed must be a positive number or 'max', got {speed}")
     return speed
 
 

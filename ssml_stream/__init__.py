@@ -22,7 +22,7 @@ from .unpack import SlidingWindows  # noqa: E402  (the module name `unpack` stay
 # Names whose modules import torch or zmq are loaded on first use, so `import ssml_stream` stays light.
 _LAZY = {
     "load_model": "ssml_stream.runtime",
-    "stream": "ssml_stream.pipeline",
+    "stream": "ssml_stream.streaming",
     "open_driver": "ssml_stream.drivers",
 }
 

@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 
@@ -44,8 +44,11 @@ from .errors import ConfigError, SsmlError
 from .formats import RATE_GAIN, open_writer
 from .lanes import Lanes
 from .npzstream import NpzSaver
+from .drivers.pacing import check_speed
 from .ring import Ring
 from .run_stats import LatencyStats, SilenceWatch, StageTimes, Summary
+from .runtime import check_threads
+from .schema import DTYPES
 from .unpack import SlidingWindows, unpack_into
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
@@ -53,7 +56,7 @@ DEFAULT_FPS = 30.0
 RING_BYTES = 256 << 20     # ring memory budget when ring_frames is not given
 RING_MAX_FRAMES = 16384
 MAX_BUFFER_BYTES = 4 << 30  # ring + unpacked windows of one run: more is a typing error, not a camera
-FORMATS = ("u1", "f4", "f2")
+FORMATS = tuple(DTYPES)  # frame formats a run can publish (the schema's)
 
 
 @dataclass(frozen=True)
@@ -102,16 +105,14 @@ class PipelineConfig:
             raise ConfigError(f"fps must be in (0, 10000], got {self.fps}")
         if self.duration_s is not None and not self.duration_s > 0:
             raise ConfigError(f"duration must be > 0 seconds, got {self.duration_s}")
-        if self.speed is not None and not self.speed > 0:
-            raise ConfigError(f"speed must be a positive number or 'max', got {self.speed}")
         if self.fmt not in FORMATS:
             raise ConfigError(f"frame format must be one of {', '.join(FORMATS)}, got {self.fmt!r}")
         if not self.gamma > 0 or not self.rate_norm > 0:
             raise ConfigError(f"gamma and rate norm must be > 0, got {self.gamma} and {self.rate_norm}")
-        if self.threads is not None and self.threads < 1:
-            raise ConfigError(f"threads must be >= 1, got {self.threads}")
         if self.ring_frames is not None and self.ring_frames < 2 * self.window_frames:
             raise ConfigError(f"ring of {self.ring_frames} frames is too small for {self.window_frames}-frame windows")
+        check_speed(self.speed)
+        check_threads(self.threads)
         self._check_memory()
         inputs = device_paths(self.device)
         if self.record_path:
@@ -571,60 +572,3 @@ def _open_publisher(c: PipelineConfig):
         raise
     except Exception as e:  # zmq.ZMQError: address in use, bad endpoint
         raise ConfigError(f"cannot publish on {', '.join(c.publish)}: {e}") from None
-
-
-def stream(device: str = "sim", model: str = "ssml-rt", fps: float | None = DEFAULT_FPS,
-           duration: float | None = None, *, stride: int | None = None, window: int = 41,
-           speed: float | None = 1.0, publish: list[str] | None = None, compute: str = "auto",
-           max_queued: int = 4, **options) -> Iterator[Output]:
-    """Yield reconstructed frames (Output: .frame, .center, .first, .last, .capture_ns) from a source.
-
-    Live (default): the newest window at `fps`; a consumer slower than that causes skipped windows,
-    never a slowed source. `stride=N` (and fps=None) gives every N-th window, nothing skipped.
-    Extra keyword options are PipelineConfig fields (e.g. height, width, save_path).
-    """
-    if stride is not None:
-        fps = None
-    outputs: queue.Queue = queue.Queue(maxsize=max_queued)
-    config = PipelineConfig(device=device, model=model, fps=fps, stride_frames=stride, duration_s=duration,
-                            window_frames=window, speed=speed, publish=list(publish or []), compute=compute,
-                            status_interval_s=None, print_summary=False, **options)
-    done = object()
-
-    def hand_over(out: Output) -> None:
-        while not pipeline.stop_event.is_set():  # `pipeline` is bound below, before any output
-            try:
-                outputs.put(out, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    pipeline = Pipeline(config, on_output=hand_over)
-    runner_error: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            pipeline.run()
-        except BaseException as e:
-            runner_error.append(e)
-        finally:
-            outputs.put(done)
-
-    runner = threading.Thread(target=run, name="ssml-stream", daemon=True)
-    runner.start()
-    try:
-        while True:
-            item = outputs.get()
-            if item is done:
-                break
-            yield item
-    finally:
-        pipeline.stop()
-        while runner.is_alive():  # unblock a sink waiting on a full queue
-            try:
-                outputs.get(timeout=0.05)
-            except queue.Empty:
-                pass
-        runner.join()
-    if runner_error:
-        raise runner_error[0]

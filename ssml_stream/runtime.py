@@ -55,6 +55,12 @@ class RuntimeOptions:
     warm_up_runs: int = 3
 
 
+def check_threads(threads: int | None) -> None:
+    """None (leave torch's setting) or a thread count >= 1."""
+    if threads is not None and threads < 1:
+        raise ModelError(f"threads must be >= 1, got {threads}")
+
+
 def default_threads() -> int:
     """One core fewer than the machine has (at least one): the pipeline's torch threads."""
     return max(1, (os.cpu_count() or 2) - 1)
@@ -308,8 +314,7 @@ def load_model(name_or_path: str, compute: str = "auto", *, precision: str = "au
                threads: int | None = None, options: RuntimeOptions | None = None) -> Reconstructor:
     """tfp | tfi | ssml-rt | ssml-full | PATH (.pt TorchScript or shipped weights, .pt2 torch.export)."""
     options = options or RuntimeOptions(compute=compute, precision=precision, threads=threads)
-    if options.threads is not None and options.threads < 1:
-        raise ModelError(f"threads must be >= 1, got {options.threads}")
+    check_threads(options.threads)
     name = os.fspath(name_or_path)
     if name in CLASSICAL:
         _resolve_device(options.compute)  # still reject a bad --compute
