@@ -216,7 +216,7 @@ class Pipeline:
             self.install_model(reconstructor)
             wf = getattr(self.rec, "window_frames", None)
             if wf and wf != c.window_frames:
-                raise ConfigError(f"model {self.rec.name} takes {wf}-frame windows; use --window {wf}")
+                raise ConfigError(f"model {self.rec.name} takes {wf}-frame windows, not {c.window_frames}")
             self.driver = open_driver(c.device, DriverOptions(
                 height=c.height, width=c.width, stored_width=c.stored_width, rate_hz=c.rate_hz, speed=c.speed,
                 loop=c.loop, allow_truncated=c.allow_truncated, seed=c.seed, duration_s=c.duration_s,
