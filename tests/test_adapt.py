@@ -147,11 +147,11 @@ def perturbed(model: torch.nn.Module, scale: float) -> torch.nn.Module:
 
 def test_the_gate_swaps_a_better_nbsn_in_and_keeps_a_worse_one_out(tmp_path, sim_64):
     shipped, meta = load_weights("ssml")
-    save_weights(tmp_path / "worse.pt", perturbed(load_weights("ssml")[0], 0.03), "rt", meta["config"], {})
+    save_weights(tmp_path / "worse.pt", perturbed(load_weights("ssml")[0], 0.3), "rt", meta["config"], {})
     adapter, installed = fed_adapter(sim_64, str(tmp_path / "worse.pt"))  # live: the perturbed NBSN
     assert len(adapter.holdout) == 16 and adapter.holdout[0].shape == (123, 40, 40)
     adapter.live_score = adapter._held_out_score(adapter._live.nbsn)
-    assert adapter._held_out_score(shipped) < adapter.live_score  # the score sees the 0.03 perturbation
+    assert adapter._held_out_score(shipped) < adapter.live_score  # the score sees the 0.3 perturbation
 
     perturbed(adapter.pair.nbsn, 0.1)  # a candidate worse than the live one: stays out
     adapter._check()

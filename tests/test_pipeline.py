@@ -191,7 +191,7 @@ def test_model_window_mismatch_is_reported(sim_recording):
     class Fixed(WaitForSource):
         window_frames = 41
 
-    with pytest.raises(ConfigError, match="--window 41"):
+    with pytest.raises(ConfigError, match="takes 41-frame windows, not 21"):
         Pipeline(PipelineConfig(device=f"file:{sim_recording.dat}", window_frames=21, **QUIET),
                  reconstructor=Fixed(0))
 
