@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 import torch
 
+from ssml_stream.features import psnr
 from ssml_stream.formats import pack_frames
 from ssml_stream.models import build_model, companion_bsn, load_weights, save_weights
+from ssml_stream.models.features import adaptive_label
 from ssml_stream.pipeline import Pipeline
 from ssml_stream.ring import Ring
 from ssml_stream.runtime import load_model
@@ -137,6 +139,15 @@ def fed_adapter(packed, model="ssml", samples=4, **options) -> tuple[Adapter, li
     return adapter, installed
 
 
+class Net(torch.nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(x)
+
+
 def perturbed(model: torch.nn.Module, scale: float) -> torch.nn.Module:
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
@@ -147,11 +158,11 @@ def perturbed(model: torch.nn.Module, scale: float) -> torch.nn.Module:
 
 def test_the_gate_swaps_a_better_nbsn_in_and_keeps_a_worse_one_out(tmp_path, sim_64):
     shipped, meta = load_weights("ssml")
-    save_weights(tmp_path / "worse.pt", perturbed(load_weights("ssml")[0], 0.3), "rt", meta["config"], {})
+    save_weights(tmp_path / "worse.pt", perturbed(load_weights("ssml")[0], 0.03), "rt", meta["config"], {})
     adapter, installed = fed_adapter(sim_64, str(tmp_path / "worse.pt"))  # live: the perturbed NBSN
-    assert len(adapter.holdout) == 16 and adapter.holdout[0].shape == (123, 40, 40)
+    assert len(adapter.holdout) == 16 and adapter.holdout[0].shape == (41, 40, 40)
     adapter.live_score = adapter._held_out_score(adapter._live.nbsn)
-    assert adapter._held_out_score(shipped) < adapter.live_score  # the score sees the 0.3 perturbation
+    assert adapter._held_out_score(shipped) < adapter.live_score  # the score sees the 0.03 perturbation
 
     perturbed(adapter.pair.nbsn, 0.1)  # a candidate worse than the live one: stays out
     adapter._check()
@@ -160,8 +171,29 @@ def test_the_gate_swaps_a_better_nbsn_in_and_keeps_a_worse_one_out(tmp_path, sim
     adapter.pair.nbsn.load_state_dict(shipped.state_dict())  # a better one: swapped in
     adapter._check()
     assert len(installed) == 1 and adapter.swaps == 1 and states_equal(adapter._live.nbsn, shipped)
-    window = np.ascontiguousarray(adapter.holdout[0][41:82])
+    window = adapter.holdout[0]
     np.testing.assert_allclose(installed[0](window), load_model("ssml", "cpu")(window), atol=1e-5)
+
+
+def test_the_score_never_shows_the_network_the_spikes_it_is_scored_against(sim_64):
+    adapter, _ = fed_adapter(sim_64)
+    blank = adapter._held_out_score(Net(lambda x: torch.zeros_like(x[:, :1])))
+    cheat = adapter._held_out_score(Net(adaptive_label))  # 0 if it saw the scored pixels' own spikes
+    assert cheat > 0.05 * blank > 0
+
+
+def test_under_fast_motion_the_score_prefers_the_sharper_network_as_ground_truth_does():
+    from ssml_stream.drivers.worlds import ClipSpec, render_clip
+
+    clip = render_clip(ClipSpec(seed=5, speed=0.6, height=64, width=64, n_frames=4 * 123), gt_frames=[61])
+    adapter, _ = fed_adapter(pack_frames(clip.frames), "ssml")
+    sharp = load_weights("ssml")[0].eval()
+    blurred = torch.nn.Sequential(sharp, torch.nn.AvgPool2d(5, stride=1, padding=2, count_include_pad=False))
+    window = torch.from_numpy(clip.frames[41:82].astype(np.float32))[None]
+    truth = clip.gt[61] * clip.rate_gain
+    with torch.no_grad():
+        assert psnr(sharp(window)[0, 0].numpy(), truth) > psnr(blurred(window)[0, 0].numpy(), truth)
+    assert adapter._held_out_score(sharp) < adapter._held_out_score(blurred)
 
 
 def test_weights_that_are_not_finite_are_never_swapped_in(sim_64):

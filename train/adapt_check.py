@@ -7,12 +7,13 @@
         --log /tmp/adapt/fast.log --record train/results/adapt.json
     python -m ssml_stream.train.adapt_check table train/results/adapt.json
 
-Each scene is a setting of the evaluation sweep (train/sweep.py) rendered the sweep's way (dead leaves
-moving at 30 degrees, 250 x 400; see `leaves_mosaic`), but 4000 frames long (0.1 s, replayed with --loop) at a seed below
-`EVAL_SEED_LIMIT` that the sweep does not use, with ground truth at 4 frames. `score` gives the mean
-PSNR over the 41-frame windows centred on those frames of ssml-rt (before), the adapted weights
-(after), TFP41 and TFI; with `--log` (the stream's output) and `--record` it adds the stream's fps,
-dropped frames and adaptation counters to a JSON file, one entry per scene, which `table` prints.
+Each scene is a setting of the evaluation sweep (train/sweep.py) rendered the sweep's way on its
+dead-leaves texture (the harder of its two; see `leaves_mosaic`), moving at 30 degrees, 250 x 400,
+but 4000 frames long (0.1 s, replayed with --loop), at a seed below `EVAL_SEED_LIMIT` that the sweep
+does not use, with ground truth at 4 frames. `score` gives the mean PSNR over the 41-frame windows
+centred on those frames of ssml-rt (before), the adapted weights (after), TFP41 and TFI; with
+`--log` (the stream's output) and `--record` it adds the stream's fps, dropped frames and adaptation
+counters to a JSON file, one entry per scene, which `table` prints.
 Ground truth scores the result only: the adapter never sees it.
 """
 from __future__ import annotations
@@ -67,6 +68,8 @@ def render(folder: Path, names, n_frames: int = 4000, size=SIZE) -> None:
     from ..drivers.worlds import EVAL_SEED_LIMIT, ClipSpec, render_clip
     from .sweep import sweep_seeds
 
+    if n_frames < WINDOW:
+        raise ConfigError(f"a scene needs at least {WINDOW} frames, got {n_frames}")
     changes = {s.name: s.changes for s in settings()}
     gt_frames = [k for k in GT_FRAMES if WINDOW // 2 <= k < n_frames - WINDOW // 2] or [n_frames // 2]
     folder.mkdir(parents=True, exist_ok=True)
