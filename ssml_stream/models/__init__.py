@@ -69,9 +69,9 @@ def save_weights(path, model: nn.Module, arch: str, config: dict, meta: dict) ->
         raise ModelError(f"unknown model arch {arch!r}; choose from {', '.join(ARCHS)}")
     state = {k: (v.detach().to("cpu", torch.float16) if v.is_floating_point() else v.detach().cpu())
              for k, v in model.state_dict().items()}
-    # the full config, defaults filled in: a later default change (see LEGACY_DEFAULTS) cannot change the network
-    full_config = model_config(arch, **config_kwargs(arch, {**dict(config), **_defaults_now(arch, config)}))
-    record = {"format": FORMAT_TAG, "arch": arch, "config": full_config, "meta": _jsonable(dict(meta))}
+    # the full config (keys left out: today's defaults), so a later default change (see LEGACY_DEFAULTS)
+    # cannot change the network a file describes
+    record = {"format": FORMAT_TAG, "arch": arch, "config": model_config(arch, **config), "meta": _jsonable(dict(meta))}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({**record, "state_dict": state}, path)
@@ -150,12 +150,6 @@ def _check_state_fits(arch: str, config: dict, state: dict, source) -> None:
 # Config fields added after files were shipped: a record without the key was written before the
 # option existed, so it gets the value that reproduces that network.
 LEGACY_DEFAULTS = {"nbsn": {"normalize": False}, "rt": {"normalize": False}}
-
-
-def _defaults_now(arch: str, config: dict) -> dict:
-    """Today's defaults of the LEGACY_DEFAULTS keys that `config` leaves out (a network built now)."""
-    fields = {f.name: f.default for f in dataclasses.fields(ARCHS[arch][1])}
-    return {k: fields[k] for k in LEGACY_DEFAULTS.get(arch, {}) if k not in config}
 
 
 def config_kwargs(arch: str, config: dict) -> dict:
