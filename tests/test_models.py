@@ -222,3 +222,38 @@ def test_rt_starts_as_tfp41():
         model.to_full[0].bias.zero_()
         x = spikes((1, 41, 18, 30), 0.3)
         torch.testing.assert_close(model(x), tfp_center(x, 41), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("arch", ["rt", "nbsn"])
+def test_brightness_anchor_in_inference_only(arch):
+    """Eval mode: every image's mean equals its window's mean firing rate (dark and bright windows in
+    one batch); training mode leaves the output alone (crops are too small for a precise count)."""
+    torch.manual_seed(0)
+    cfg = {"width": 16} if arch == "rt" else {"width1": 16, "width2": 16}
+    net = build_model(arch, **cfg)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))   # an untrained, biased network
+    x = torch.cat([spikes((1, 41, 20, 28), 0.02, seed=1), spikes((1, 41, 20, 28), 0.8, seed=2)])
+    with torch.no_grad():
+        anchored = net.eval()(x)
+        free = build_model(arch, **cfg, anchor_mean=False)
+        free.load_state_dict(net.state_dict())
+        unanchored = free.eval()(x)
+        trained_mode = net.train()(x)
+    window_rate = x.mean(dim=(1, 2, 3))
+    torch.testing.assert_close(anchored.mean(dim=(1, 2, 3)), window_rate, rtol=1e-5, atol=1e-7)
+    assert (unanchored.mean(dim=(1, 2, 3)) - window_rate).abs().max() > 1e-3  # the anchor did something
+    torch.testing.assert_close(trained_mode, unanchored, rtol=1e-4, atol=1e-5)
+
+
+def test_weights_without_anchor_key_load_unanchored(tmp_path):
+    """Files written before the anchor existed describe unanchored networks (models.LEGACY_DEFAULTS)."""
+    model = build_model("rt", width=16).eval()
+    path = tmp_path / "old.pt"
+    save_weights(path, model, "rt", model_config("rt", width=16), {})
+    record = torch.load(path, weights_only=True)
+    del record["config"]["anchor_mean"]
+    torch.save(record, path)
+    assert load_weights(path)[0].anchor_mean is False
+    assert load_weights("ssml-rt")[0].anchor_mean is True

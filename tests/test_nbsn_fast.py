@@ -8,8 +8,9 @@ from ssml_stream.models import build_model, load_weights
 from ssml_stream.models.features import local_rate, tfi_center, tfp_center
 
 
-def reference_forward(net, x):
-    """The NBSN forward as first written (NCHW layout, one dtype throughout)."""
+def reference_forward(net, x, inference=True):
+    """The NBSN forward as first written (NCHW layout, one dtype throughout); `inference` adds the
+    eval-mode brightness anchor."""
     b = x.shape[0]
     subs = torch.cat([x[:, o:o + net.sub_frames] for o in net.offsets], dim=0)
     tfp = torch.cat([tfp_center(subs, 11), tfp_center(subs, 19), tfp_center(subs, 27)], dim=1)
@@ -22,7 +23,11 @@ def reference_forward(net, x):
     motion = net.attention(net.motion(tfp, tfi))
     y = net.sub_unet(torch.cat([subs, motion, *extra], dim=1))
     y = torch.cat([y[i * b:(i + 1) * b] for i in range(len(net.offsets))], dim=1)
-    return net.head(net.fuse_unet(y)) * scale
+    out = net.head(net.fuse_unet(y)) * scale
+    if net.anchor_mean and inference:  # eval mode: each image's mean pinned to its window's mean firing rate
+        out = out.clamp_min(0)
+        out = out * (x.mean(dim=(1, 2, 3)) / out.mean(dim=(1, 2, 3))).view(-1, 1, 1, 1)
+    return out
 
 
 def spikes(shape, p, seed=0):
@@ -31,7 +36,7 @@ def spikes(shape, p, seed=0):
 
 def nchw_copy(net):
     """The same weights in a network never switched to eval mode (default NCHW layout)."""
-    copy = build_model("nbsn", normalize=net.normalize)
+    copy = build_model("nbsn", normalize=net.normalize, anchor_mean=net.anchor_mean)
     copy.load_state_dict(net.state_dict())
     return copy
 
@@ -102,6 +107,6 @@ def test_gradients_match_reference(mode):
     grads = [p.grad for p in net.parameters()]
     assert all(g is not None and np.isfinite(g.numpy()).all() for g in grads)
     copy = nchw_copy(net)
-    reference_forward(copy, x).square().mean().backward()
+    reference_forward(copy, x, inference=mode == "eval").square().mean().backward()
     worst = max((g - p.grad).abs().max().item() for g, p in zip(grads, copy.parameters()))
     assert worst <= 1e-5

@@ -149,7 +149,8 @@ def _check_state_fits(arch: str, config: dict, state: dict, source) -> None:
 
 # Config fields added after files were shipped: a record without the key was written before the
 # option existed, so it gets the value that reproduces that network.
-LEGACY_DEFAULTS = {"nbsn": {"normalize": False}, "rt": {"normalize": False}}
+LEGACY_DEFAULTS = {"nbsn": {"normalize": False, "anchor_mean": False},
+                   "rt": {"normalize": False, "anchor_mean": False}}
 
 
 def config_kwargs(arch: str, config: dict) -> dict:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .common import ChannelSpatialAttention, MotionLift, UNet, fusion_head
-from .features import local_rate, tfi_center, tfp_center
+from .features import anchor_mean, local_rate, tfi_center, tfp_center
 
 
 @dataclass
@@ -40,6 +40,7 @@ class NbsnConfig:
     tfi_search: int = 12
     tfi_fallback: int = 24
     normalize: bool = True     # divide the motion inputs by the local rate, multiply the output back
+    anchor_mean: bool = True   # inference: output mean = the window's mean firing rate (features.anchor_mean)
 
 
 class NonBlindNet(nn.Module):
@@ -54,6 +55,7 @@ class NonBlindNet(nn.Module):
         self.search = cfg.tfi_search
         self.fallback = cfg.tfi_fallback
         self.normalize = cfg.normalize
+        self.anchor_mean = cfg.anchor_mean
         self.motion = MotionLift(cfg.motion_ch, blind=False)
         self.attention = ChannelSpatialAttention(cfg.motion_ch)
         self.sub_unet = UNet(cfg.sub_frames + cfg.motion_ch + int(cfg.normalize), cfg.width1, cfg.sub_out_ch)
@@ -90,7 +92,10 @@ class NonBlindNet(nn.Module):
         y = torch.cat([y[i * b:(i + 1) * b] for i in range(len(self.offsets))], dim=1)
         y = self.fuse_unet(y)
         out = self._head(y)
-        return out * scale if scale is not None else out
+        if scale is not None:
+            out = out * scale
+        # training crops are too small for a precise count; the anchor is part of inference only
+        return anchor_mean(out, x) if self.anchor_mean and not self.training else out
 
     def _head(self, y: Tensor) -> Tensor:
         if self.training:

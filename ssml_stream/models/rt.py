@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .common import LEAKY_SLOPE
-from .features import local_rate, tfi_center
+from .features import anchor_mean, local_rate, tfi_center
 
 TFP_INIT_LENGTHS = (11, 19, 27, 41)
 
@@ -48,6 +48,7 @@ class RtConfig:
     tfi_search: int = 12
     tfi_fallback: int = 24
     normalize: bool = True     # divide features by the window's mean rate, multiply the output back
+    anchor_mean: bool = True   # inference: output mean = the window's mean firing rate (features.anchor_mean)
 
 
 def _act() -> nn.Module:
@@ -74,6 +75,7 @@ class RealTimeNet(nn.Module):
         self.search = cfg.tfi_search
         self.fallback = cfg.tfi_fallback
         self.normalize = cfg.normalize
+        self.anchor_mean = cfg.anchor_mean
         feat_ch = cfg.temporal_ch + 1  # + TFI
         w, dw = cfg.width, cfg.deep_width
         self.temporal = nn.Conv2d(cfg.frames, cfg.temporal_ch, 1)
@@ -112,4 +114,6 @@ class RealTimeNet(nn.Module):
         out = self.to_full(y) + pointwise(self.skip, feats)
         if self.normalize:
             out = out * scale
-        return out[..., :h, :w]
+        out = out[..., :h, :w]
+        # training crops are too small for a precise count; the anchor is part of inference only
+        return anchor_mean(out, x) if self.anchor_mean and not self.training else out
