@@ -49,9 +49,29 @@ def test_each_crop_is_taught_by_the_first_teacher_that_takes_it():
     assert crops_in_ranges(torch.tensor(rates), [(0, 0.08), (0.7, 1)]).tolist() == [True, False, True, True]
     fake = SimpleNamespace(autocast=lambda: torch.autocast("cpu", enabled=False),
                            teachers=[(Constant(1.0), [(0.0, 0.08), (0.7, 1.0)]), (Constant(2.0), None)])
-    out, mask = Trainer._teach(fake, x, torch.zeros(4, 1, 8, 8))
+    none_free = torch.zeros(4, dtype=torch.bool)
+    out, mask = Trainer._teach(fake, x, torch.zeros(4, 1, 8, 8), none_free)
     assert mask.view(-1).tolist() == [1.0, 1.0, 1.0, 1.0]
     assert out[:, 0, 0, 0].tolist() == [1.0, 2.0, 1.0, 1.0]
     fake.teachers = [(Constant(1.0), [(0.0, 0.08)])]
-    out, mask = Trainer._teach(fake, x, torch.zeros(4, 1, 8, 8))
+    out, mask = Trainer._teach(fake, x, torch.zeros(4, 1, 8, 8), none_free)
     assert mask.view(-1).tolist() == [1.0, 0.0, 0.0, 1.0] and out[1].abs().max() == 0
+    # a teacher-free crop (hard world clip) is taught by no teacher, whatever its rate
+    out, mask = Trainer._teach(fake, x, torch.zeros(4, 1, 8, 8), torch.tensor([True, False, False, False]))
+    assert mask.view(-1).tolist() == [0.0, 0.0, 0.0, 1.0] and out[0].abs().max() == 0
+
+
+def test_bsn_teaches_teacher_free_crops_with_the_distillation_weight():
+    """On a teacher-free crop the NBSN is pulled to the (detached) BSN with the teachers' weight; on the
+    other crops that term is zero."""
+    from ssml_stream.train.loop import mutual_loss
+
+    bsn = torch.full((2, 1, 4, 4), 0.5, requires_grad=True)
+    nbsn = torch.full((2, 1, 4, 4), 0.3, requires_grad=True)
+    label = torch.full((2, 1, 4, 4), 0.5)
+    free = torch.tensor([1.0, 0.0]).view(-1, 1, 1, 1)
+    terms = mutual_loss(bsn, nbsn, label, 0.01, torch.full_like(nbsn, 0.3), 2.0, None,
+                        torch.tensor([0.0, 1.0]).view(-1, 1, 1, 1), free)
+    assert abs(terms["loss_bsn_teach"].item() - 0.5 * 0.2 ** 2) < 1e-6   # half the crops, error 0.2
+    terms["loss_bsn_teach"].backward()
+    assert bsn.grad is None and nbsn.grad[1].abs().max() == 0 and nbsn.grad[0].abs().min() > 0

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from ssml_stream.drivers.worlds import ClipSpec, add_hot_pixels, random_spec, render_clip
+from ssml_stream.drivers.worlds import ClipSpec, add_hot_pixels, hard_spec, random_spec, render_clip
 from ssml_stream.models import build_model
 from ssml_stream.models.features import adaptive_label, tfi_center
 
@@ -53,6 +53,19 @@ def test_random_specs_cover_motion_light_and_faults():
     assert any(s.hot_fraction for s in specs) and any(s.dark_rate for s in specs)
 
 
+def test_hard_specs_are_the_sweeps_weak_corners():
+    """Every hard clip is fast, photon-noisy or threshold-varied, at mid light; each kind appears."""
+    rng = np.random.default_rng(0)
+    specs = [hard_spec(rng) for _ in range(200)]
+    fast = [s for s in specs if s.speed >= 0.4]
+    photons = [s for s in specs if s.photons_per_spike]
+    fpn = [s for s in specs if s.threshold_sigma]
+    assert len(fast) + len(photons) + len(fpn) == len(specs)
+    assert min(len(fast), len(photons)) > 50 and len(fpn) > 20
+    assert all(2 <= s.photons_per_spike <= 10 for s in photons) and all(s.speed <= 1.3 for s in fast)
+    assert all(0.1 <= s.mean_rate <= 0.6 for s in specs)
+
+
 def test_training_clips_never_use_evaluation_seeds():
     from ssml_stream.drivers.worlds import EVAL_SEED_LIMIT
     from ssml_stream.train.sweep import sweep_seeds
@@ -68,6 +81,7 @@ def test_training_clips_never_use_evaluation_seeds():
             return getattr(self.rng, name)
 
     assert random_spec(LowFirst()).seed >= EVAL_SEED_LIMIT
+    assert hard_spec(LowFirst()).seed >= EVAL_SEED_LIMIT
     assert max(sweep_seeds()) < EVAL_SEED_LIMIT
 
 

@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sim-clips", type=int, default=1, help="clips per --sim spec (later stretches of the scene)")
     p.add_argument("--worlds", type=int, default=0, metavar="N",
                    help="add N random simulated clips: natural-statistics textures, motion, light levels, sensor faults")
+    p.add_argument("--worlds-hard", type=int, default=0, metavar="N",
+                   help="add N clips from the hard corners: fast motion, strong photon noise, threshold "
+                        "variation, very bright light")
     p.add_argument("--world-texture", action="append", default=[], metavar="IMAGE",
                    help="an image used as a world texture besides the procedural ones (repeatable)")
     p.add_argument("--label", choices=["adaptive", "tfi"], default="adaptive",
@@ -116,7 +119,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str]):
         seed=args.seed, threads=args.threads, amp=args.amp, device=args.device, resume=args.resume, init=args.init,
         height=args.height,
         width=args.width, stored_width=args.stored_width, gt_frame=args.gt_frame, sim_frames=args.sim_frames, sim_height=sim_h,
-        sim_width=sim_w, sim_clips=args.sim_clips, worlds=args.worlds,
+        sim_width=sim_w, sim_clips=args.sim_clips, worlds=args.worlds, worlds_hard=args.worlds_hard,
         world_textures=list(args.world_texture), label=args.label, light_weighting=not args.no_light_weighting, progress=not args.no_progress,
         command="ssml-train " + shlex.join(argv))
 
@@ -125,7 +128,7 @@ def config_from_args(args: argparse.Namespace, argv: list[str]):
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
-    if not args.data and not args.sim and not args.worlds:
+    if not args.data and not args.sim and not args.worlds and not args.worlds_hard:
         build_parser().error("give training data: .dat files/folders and/or --sim SCENE")
     from .loop import Trainer
 

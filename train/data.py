@@ -39,6 +39,8 @@ class Recording:
     frames: np.ndarray  # T x H x W uint8, values 0/1
     gt: dict[int, np.ndarray] = field(default_factory=dict)  # frame index -> H x W intensity [0, 1]
     rate_gain: float = RATE_GAIN
+    # crops of this recording learn from the BSN alone, never from a distillation teacher (loop.Trainer)
+    teacher_free: bool = False
 
     @property
     def n_frames(self) -> int:
@@ -143,26 +145,29 @@ def load_sim_recordings(spec: str, options: SimOptions = SimOptions()) -> list[R
 
 
 def load_world_recordings(n_clips: int, seed: int, textures: Sequence[str] = (), size: int = 128,
-                          n_frames: int = 81) -> list[Recording]:
-    """`n_clips` random clips (`drivers.worlds.random_spec`); `textures` adds image files to the
-    procedural ones. Ground truth is kept at each clip's centre for validation only."""
+                          n_frames: int = 81, hard: bool = False) -> list[Recording]:
+    """`n_clips` random clips (`drivers.worlds.random_spec`, or `hard_spec` with `hard`, from a seed of
+    their own); `textures` adds image files to the procedural ones. Ground truth is kept at each clip's
+    centre for validation only."""
     from ..drivers import worlds
 
-    rng = np.random.default_rng(seed)
+    draw = worlds.hard_spec if hard else worlds.random_spec
+    rng = np.random.default_rng(seed + 104729 if hard else seed)
     kinds = (*worlds.TEXTURES, *map(str, textures))
     out = []
     for i in range(n_clips):
-        clip = worlds.render_clip(worlds.random_spec(rng, kinds, size, size, n_frames))
-        out.append(Recording(f"world-{seed}-{i}", clip.frames, clip.gt, clip.rate_gain))
+        clip = worlds.render_clip(draw(rng, kinds, size, size, n_frames))
+        out.append(Recording(f"world-{'hard-' if hard else ''}{seed}-{i}", clip.frames, clip.gt, clip.rate_gain,
+                             teacher_free=hard))
     return out
 
 
 def load_recordings(dat_paths: Sequence[str] = (), sim_specs: Sequence[str] = (),
                     dat_options: DatOptions = DatOptions(), sim_options: SimOptions = SimOptions(),
                     exclude_test: bool = True, worlds: int = 0, world_seed: int = 0,
-                    world_textures: Sequence[str] = ()) -> list[Recording]:
-    """All training recordings (+ `worlds` random world clips). `exclude_test` refuses files under a
-    `test` folder of reds_base."""
+                    world_textures: Sequence[str] = (), worlds_hard: int = 0) -> list[Recording]:
+    """All training recordings (+ `worlds` random world clips and `worlds_hard` ones from the hard
+    corners). `exclude_test` refuses files under a `test` folder of reds_base."""
     recs = []
     for path in find_dat_files(dat_paths):
         if exclude_test and "test" in path.resolve().parts and "reds_base" in path.resolve().parts:
@@ -173,6 +178,8 @@ def load_recordings(dat_paths: Sequence[str] = (), sim_specs: Sequence[str] = ()
         recs.extend(load_sim_recordings(spec, sim_options))
     if worlds:
         recs.extend(load_world_recordings(worlds, world_seed, world_textures))
+    if worlds_hard:
+        recs.extend(load_world_recordings(worlds_hard, world_seed, world_textures, hard=True))
     if not recs:
         raise ConfigError("no training data: give recordings, simulated scenes or world clips")
     return recs
@@ -214,17 +221,23 @@ class CropSampler:
         self.weights = weights / weights.sum()
 
     def sample(self) -> np.ndarray:
+        return self.sample_batch()[0]
+
+    def sample_batch(self) -> tuple[np.ndarray, np.ndarray]:
+        """(windows, bool per crop: its recording is `teacher_free`)."""
         half = self.window_frames // 2
         out = np.empty((self.batch_size, self.window_frames, self.crop, self.crop), np.uint8)
+        free = np.zeros(self.batch_size, bool)
         for b in range(self.batch_size):
             rec = self.recordings[self.rng.choice(len(self.recordings), p=self.weights)]
+            free[b] = rec.teacher_free
             t, h, w = rec.frames.shape
             c = int(self.rng.integers(half, t - half))
             y = int(self.rng.integers(0, h - self.crop + 1))
             x = int(self.rng.integers(0, w - self.crop + 1))
             win = rec.frames[c - half: c + half + 1, y: y + self.crop, x: x + self.crop]
             out[b] = dihedral(win, int(self.rng.integers(0, 8)))
-        return out
+        return out, free
 
     def state(self) -> dict:
         return self.rng.bit_generator.state

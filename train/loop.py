@@ -95,6 +95,7 @@ class TrainConfig:
     sim_width: int = 400
     sim_clips: int = 1
     worlds: int = 0  # random world clips (drivers.worlds) added to the training data
+    worlds_hard: int = 0  # world clips from the sweep's hard corners (drivers.worlds.hard_spec)
     world_textures: list = field(default_factory=list)  # image files used as textures besides the procedural ones
     world_val: int = 16  # extra world clips (other seeds) for validation only
     label: str = "adaptive"  # adaptive: TFI where bright, spike count where dark; tfi: the paper's TFI label
@@ -116,9 +117,11 @@ class MutualPair(nn.Module):
 
 
 def mutual_loss(bsn_out, nbsn_out, label, mutual_weight: float = 0.01, teacher_out=None,
-                distill_weight: float = 1.0, weight=None, distill_mask=None) -> dict:
+                distill_weight: float = 1.0, weight=None, distill_mask=None, bsn_teach_mask=None) -> dict:
     """Loss terms (tensors). The mutual term keeps gradients into both networks (no detach).
-    `weight` (B x 1 x 1 x 1, mean 1) weighs each sample's squared errors."""
+    `weight` (B x 1 x 1 x 1, mean 1) weighs each sample's squared errors. `bsn_teach_mask` (B x 1 x 1 x 1
+    of 0/1): crops on which the BSN (detached) teaches the NBSN with the distillation weight, in place
+    of a teacher."""
     def mse(a, b):
         return F.mse_loss(a, b) if weight is None else ((a - b) ** 2 * weight).mean()
 
@@ -129,6 +132,9 @@ def mutual_loss(bsn_out, nbsn_out, label, mutual_weight: float = 0.01, teacher_o
         terms["loss_distill"] = mse(nbsn_out, teacher_out) if distill_mask is None else \
             mse(nbsn_out * distill_mask, teacher_out * distill_mask)
         loss = loss + distill_weight * terms["loss_distill"]
+    if bsn_teach_mask is not None:
+        terms["loss_bsn_teach"] = mse(nbsn_out * bsn_teach_mask, bsn_out.detach() * bsn_teach_mask)
+        loss = loss + distill_weight * terms["loss_bsn_teach"]
     terms["loss"] = loss
     return terms
 
@@ -223,10 +229,11 @@ class Trainer:
             config.dat, config.sim,
             DatOptions(config.height, config.width, config.stored_width, config.gt_frame),
             SimOptions(config.sim_frames, config.sim_height, config.sim_width, config.sim_clips, seed=config.seed),
-            worlds=config.worlds, world_seed=config.seed, world_textures=config.world_textures)
+            worlds=config.worlds, world_seed=config.seed, world_textures=config.world_textures,
+            worlds_hard=config.worlds_hard)
         # world clips validate on their own seeds (the training clips' centres are trained on)
         val_only = load_world_recordings(config.world_val, config.seed + 7919, config.world_textures) \
-            if config.worlds else []
+            if config.worlds or config.worlds_hard else []
         self.recordings = recs
         self.sampler = CropSampler(recs, config.crop, config.batch_size, config.window_frames,
                                    seed=config.seed * 1000 + self.dist.rank)
@@ -340,8 +347,11 @@ class Trainer:
         return path
 
     # ----------------------------------------------------------------- the work
-    def batch(self) -> torch.Tensor:
-        return torch.from_numpy(self.sampler.sample()).to(self.device, torch.float32)
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B x T x H x W float windows, B bool: the crop's recording is teacher-free)."""
+        windows, free = self.sampler.sample_batch()
+        return (torch.from_numpy(windows).to(self.device, torch.float32),
+                torch.from_numpy(free).to(self.device))
 
     def autocast(self):
         """bf16 autocast: about 4x faster training steps on this AVX512-BF16 CPU (measured, 1 thread);
@@ -353,20 +363,22 @@ class Trainer:
         return contextlib.nullcontext()
 
     def train_step(self) -> dict:
-        x = self.batch()
+        x, free = self.batch()
         lr = cosine_lr(self.cfg.lr, self.progress())
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         label = self._label(x, self.cfg.tfi_search, self.cfg.tfi_fallback)
         weight = light_weight(x) if self.cfg.light_weighting else None
-        teacher_out = distill_mask = None
+        teacher_out = distill_mask = bsn_teach_mask = None
         with self.autocast():
             bsn_out, nbsn_out = self.model(x)
         bsn_out, nbsn_out = bsn_out.float(), nbsn_out.float()
         if self.teachers:
-            teacher_out, distill_mask = self._teach(x, nbsn_out)
+            # teacher-free crops (the hard world clips) learn from the BSN with the teachers' weight
+            teacher_out, distill_mask = self._teach(x, nbsn_out, free)
+            bsn_teach_mask = free.float().view(-1, 1, 1, 1) if bool(free.any()) else None
         terms = mutual_loss(bsn_out, nbsn_out, label, self.cfg.mutual_weight, teacher_out, self.cfg.distill_weight,
-                            weight, distill_mask)
+                            weight, distill_mask, bsn_teach_mask)
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         self.optimizer.step()
@@ -375,11 +387,12 @@ class Trainer:
         out["lr"] = lr
         return out
 
-    def _teach(self, x: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(teacher outputs, B x 1 x 1 x 1 mask of the crops some teacher teaches). Each crop is taught by
-        the first teacher whose ranges hold its mean firing rate; a teacher runs only on its crops."""
+    def _teach(self, x: torch.Tensor, like: torch.Tensor, free: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(teacher outputs, B x 1 x 1 x 1 mask of the crops some teacher teaches). Each crop that is not
+        `free` is taught by the first teacher whose ranges hold its mean firing rate; a teacher runs only
+        on its crops."""
         out = torch.zeros_like(like)
-        taught = torch.zeros(x.shape[0], dtype=torch.bool, device=x.device)
+        taught = free.clone()  # teacher-free crops count as taken
         rate = x.mean(dim=(1, 2, 3))
         for teacher, ranges in self.teachers:
             mine = ~taught & crops_in_ranges(rate, ranges)
@@ -387,7 +400,7 @@ class Trainer:
                 with torch.no_grad(), self.autocast():
                     out[mine] = teacher(x[mine]).float()
             taught |= mine
-        return out, taught.float().view(-1, 1, 1, 1)
+        return out, (taught & ~free).float().view(-1, 1, 1, 1)
 
     def _val_input(self, vw: ValWindow) -> tuple[torch.Tensor, np.ndarray]:
         win, gt = vw.window, vw.gt
