@@ -239,18 +239,20 @@ def random_spec(rng: np.random.Generator, textures=TEXTURES, height: int = 128, 
 def hard_spec(rng: np.random.Generator, textures=TEXTURES, height: int = 128, width: int = 128,
                 n_frames: int = 81) -> ClipSpec:
     """A training clip from the corners where the blind-spot teacher beats networks trained on
-    `random_spec` clips by 2-4 dB (measured on the sweep): fast translation (0.4-1.3 px per frame, two
-    fifths), strong photon noise (2-10 photons per spike, two fifths) or fixed-pattern threshold
-    variation (5-12 %, one fifth), the last two with slow motion; light log-uniform in 0.1-0.6."""
-    kind = rng.choice(["fast", "fast", "photons", "photons", "threshold"])
+    `random_spec` clips by 2-4 dB (measured on the sweep): fast translation (0.4-1.3 px per frame) or
+    strong photon noise (2-10 photons per spike) with slow motion, half each; light log-uniform in
+    0.1-0.6. Both show in the spikes themselves (motion; irregular intervals), so a network can tell
+    them from clean slow scenes. Fixed-pattern threshold variation, tried too, does not: a slow
+    threshold-varied clip looks like a clean textured one, and teaching it from the BSN smoothed clean
+    static scenes by 6 dB (train/results/rt-hard-gpu-log.jsonl)."""
+    fast = bool(rng.random() < 0.5)
     seed = int(rng.integers(1 << 30))
     while seed < EVAL_SEED_LIMIT:
         seed = int(rng.integers(1 << 30))
     return ClipSpec(
         texture=str(rng.choice(textures)), seed=seed,
-        speed=float(rng.uniform(0.4, 1.3)) if kind == "fast" else float(rng.uniform(0.0, 0.3)),
+        speed=float(rng.uniform(0.4, 1.3)) if fast else float(rng.uniform(0.0, 0.3)),
         direction_deg=float(rng.uniform(0, 360)),
         mean_rate=float(np.exp(rng.uniform(math.log(0.1), math.log(0.6)))),
-        photons_per_spike=float(np.exp(rng.uniform(math.log(2), math.log(10)))) if kind == "photons" else 0.0,
-        threshold_sigma=float(rng.uniform(0.05, 0.12)) if kind == "threshold" else 0.0,
+        photons_per_spike=0.0 if fast else float(np.exp(rng.uniform(math.log(2), math.log(10)))),
         height=height, width=width, n_frames=n_frames)
