@@ -182,6 +182,16 @@ def test_trainer_runs_checkpoints_logs_and_resumes(tmp_path, tiny_dat):
     train_rows = [r for r in read_log(tmp_path / "run3") if r["kind"] == "train"]
     assert train_rows and train_rows[0]["loss_distill"] >= 0
 
+    # with teacher-free (hard world) clips every logged step carries the BSN-teaching term, also the
+    # steps whose batch drew none of them (logging averages steps key by key)
+    cfg4 = _tiny_config(tmp_path, path, steps=4, log_every=2, run_dir=str(tmp_path / "run4"),
+                        distill_from=str(run / "last.pt"), worlds_hard=1, world_val=1)
+    t4 = Trainer(cfg4)
+    assert [r.teacher_free for r in t4.recordings] == [False, True]
+    t4.run()
+    train_rows = [r for r in read_log(tmp_path / "run4") if r["kind"] == "train"]
+    assert len(train_rows) == 2 and all(r["loss_bsn_teach"] >= 0 for r in train_rows)
+
 
 def test_train_cli_bad_input_is_one_line(tmp_path, capsys):
     from ssml_stream.train.cli import main

@@ -376,7 +376,7 @@ class Trainer:
         if self.teachers:
             # teacher-free crops (the hard world clips) learn from the BSN with the teachers' weight
             teacher_out, distill_mask = self._teach(x, nbsn_out, free)
-            bsn_teach_mask = free.float().view(-1, 1, 1, 1) if bool(free.any()) else None
+            bsn_teach_mask = free.float().view(-1, 1, 1, 1)  # (all zero: the term is 0, the log keeps its key)
         terms = mutual_loss(bsn_out, nbsn_out, label, self.cfg.mutual_weight, teacher_out, self.cfg.distill_weight,
                             weight, distill_mask, bsn_teach_mask)
         self.optimizer.zero_grad(set_to_none=True)
