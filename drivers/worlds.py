@@ -241,10 +241,8 @@ def hard_spec(rng: np.random.Generator, textures=TEXTURES, height: int = 128, wi
     """A training clip from the corners where the blind-spot teacher beats networks trained on
     `random_spec` clips by 2-4 dB (measured on the sweep): fast translation (0.4-1.3 px per frame) or
     strong photon noise (2-10 photons per spike) with slow motion, half each; light log-uniform in
-    0.1-0.6. Both show in the spikes themselves (motion; irregular intervals), so a network can tell
-    them from clean slow scenes. Fixed-pattern threshold variation, tried too, does not: a slow
-    threshold-varied clip looks like a clean textured one, and teaching it from the BSN smoothed clean
-    static scenes by 6 dB (train/results/rt-hard-gpu-log.jsonl)."""
+    0.1-0.6. With `--worlds-hard` their crops learn from the BSN (docs/models.md), which so far cost the
+    small rt network more on static scenes than it gained here (README, "the sweep")."""
     fast = bool(rng.random() < 0.5)
     seed = int(rng.integers(1 << 30))
     while seed < EVAL_SEED_LIMIT:
