@@ -78,8 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--worlds", type=int, default=0, metavar="N",
                    help="add N random simulated clips: natural-statistics textures, motion, light levels, sensor faults")
     p.add_argument("--worlds-hard", type=int, default=0, metavar="N",
-                   help="add N clips from the hard corners: fast motion, strong photon noise, threshold "
-                        "variation, very bright light")
+                   help="add N clips of fast motion or strong photon noise; with --distill-from their crops "
+                        "learn from the BSN instead of the teachers")
     p.add_argument("--world-texture", action="append", default=[], metavar="IMAGE",
                    help="an image used as a world texture besides the procedural ones (repeatable)")
     p.add_argument("--label", choices=["adaptive", "tfi"], default="adaptive",
