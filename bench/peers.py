@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..models.features import local_rate
+from ..models.features import anchor_mean, local_rate
 
 TFP_LENGTHS = (11, 19, 27)
 
@@ -65,8 +65,8 @@ class ReleaseNbsn:
         net = self.net
         tfps, tfis = self.features(window)
         x = torch.from_numpy(window).to(self.device).float()[None]
-        # networks trained with light-level normalisation (which the release did not have) get it here
-        # too, so the same weights compute the same image
+        # networks trained with light-level normalisation or the brightness anchor (which the release did
+        # not have) get them here too, so the same weights compute the same image
         scale = local_rate(x.mean(dim=1, keepdim=True)) if net.normalize else None
         outs = []
         for o, tfp, tfi in zip(net.offsets, tfps, tfis):
@@ -80,6 +80,8 @@ class ReleaseNbsn:
         y = net.head(net.fuse_unet(torch.cat(outs, dim=1)))
         if scale is not None:
             y = y * scale
+        if net.anchor_mean:
+            y = anchor_mean(y, x)
         return y[0, 0].cpu().numpy()
 
 
