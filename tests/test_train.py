@@ -188,6 +188,13 @@ def test_trainer_runs_checkpoints_logs_and_resumes(tmp_path, tiny_dat):
                         distill_from=str(run / "last.pt"), worlds_hard=1, world_val=1)
     t4 = Trainer(cfg4)
     assert [r.teacher_free for r in t4.recordings] == [False, True]
+    draw, keep = t4.sampler.sample_batch, iter([False, True, False, True])
+
+    def every_other_batch_without_free_crops():
+        windows, free = draw()
+        return windows, free & next(keep)
+
+    t4.sampler.sample_batch = every_other_batch_without_free_crops
     t4.run()
     train_rows = [r for r in read_log(tmp_path / "run4") if r["kind"] == "train"]
     assert len(train_rows) == 2 and all(r["loss_bsn_teach"] >= 0 for r in train_rows)
