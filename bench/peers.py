@@ -81,7 +81,7 @@ class ReleaseNbsn:
         if scale is not None:
             y = y * scale
         if net.anchor_mean:
-            y = anchor_mean(y, x)
+            y = anchor_mean(y, x.mean(dim=1, keepdim=True))
         return y[0, 0].cpu().numpy()
 
 

@@ -213,6 +213,15 @@ def add_hot_pixels(frames: np.ndarray, fraction: float, rng: np.random.Generator
     flat[:, idx] |= (rng.random((t, n)) < p).astype(np.uint8)
 
 
+def training_seed(rng: np.random.Generator) -> int:
+    """A clip seed at or above EVAL_SEED_LIMIT, which the sweep never uses (a redraw, not a narrower
+    range: earlier runs' clips stay the same)."""
+    seed = int(rng.integers(1 << 30))
+    while seed < EVAL_SEED_LIMIT:
+        seed = int(rng.integers(1 << 30))
+    return seed
+
+
 def random_spec(rng: np.random.Generator, textures=TEXTURES, height: int = 128, width: int = 128,
                 n_frames: int = 81) -> ClipSpec:
     """A training clip drawn across the conditions users meet: log-uniform light 0.008-0.95, motion
@@ -220,9 +229,7 @@ def random_spec(rng: np.random.Generator, textures=TEXTURES, height: int = 128, 
     still = rng.random() < 0.15
     spin = not still and rng.random() < 0.2
     faulty = rng.random() < 0.5
-    seed = int(rng.integers(1 << 30))
-    while seed < EVAL_SEED_LIMIT:  # (a redraw, not a narrower range: earlier runs' clips stay the same)
-        seed = int(rng.integers(1 << 30))
+    seed = training_seed(rng)
     return ClipSpec(
         texture=str(rng.choice(textures)), seed=seed,
         speed=0.0 if still or spin else float(np.exp(rng.uniform(math.log(0.02), math.log(1.2)))),
@@ -244,9 +251,7 @@ def hard_spec(rng: np.random.Generator, textures=TEXTURES, height: int = 128, wi
     0.1-0.6. With `--worlds-hard` their crops learn from the BSN (docs/models.md), which so far cost the
     small rt network more on static scenes than it gained here (README, "the sweep")."""
     fast = bool(rng.random() < 0.5)
-    seed = int(rng.integers(1 << 30))
-    while seed < EVAL_SEED_LIMIT:
-        seed = int(rng.integers(1 << 30))
+    seed = training_seed(rng)
     return ClipSpec(
         texture=str(rng.choice(textures)), seed=seed,
         speed=float(rng.uniform(0.4, 1.3)) if fast else float(rng.uniform(0.0, 0.3)),

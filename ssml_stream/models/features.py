@@ -82,8 +82,10 @@ def local_rate(rate: Tensor) -> Tensor:
     return full[..., :h, :w] + 1e-3
 
 
-def anchor_mean(out: Tensor, x: Tensor) -> Tensor:
-    """Scale each output image (B x 1 x H x W) so that its mean equals its window's mean firing rate.
+def anchor_mean(out: Tensor, rate_map: Tensor) -> Tensor:
+    """Scale each output image (B x 1 x H x W) so that its mean equals its window's mean firing rate,
+    given as the window's per-pixel rate map (B x 1 x H x W, TFP over the whole window, which the
+    networks compute anyway).
 
     The spike count of a window is an unbiased estimate of the light that fell on the sensor (the
     integrator keeps its residue), and over a whole frame it is precise: even at 0.01 spikes per pixel
@@ -94,6 +96,6 @@ def anchor_mean(out: Tensor, x: Tensor) -> Tensor:
     clipped to 0 first, so the mean is a sum of light.
     """
     out = out.clamp_min(0.0)
-    rate = x.float().mean(dim=(1, 2, 3), keepdim=True)
+    rate = rate_map.float().mean(dim=(1, 2, 3), keepdim=True)
     mean = out.float().mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
     return out * (rate / mean).to(out.dtype)

@@ -82,8 +82,9 @@ class NonBlindNet(nn.Module):
         tfp = torch.cat([tfp_center(subs, 11), tfp_center(subs, 19), tfp_center(subs, 27)], dim=1)
         tfi = tfi_center(subs, self.search, self.fallback)
         scale = None
+        rate_map = x.mean(dim=1, keepdim=True)
         if self.normalize:
-            scale = local_rate(x.mean(dim=1, keepdim=True))
+            scale = local_rate(rate_map)
             sub_scale = scale.repeat(len(self.offsets), 1, 1, 1)
             tfp, tfi = tfp / sub_scale, tfi / sub_scale
         motion = self.attention(self.motion(tfp, tfi))
@@ -95,7 +96,7 @@ class NonBlindNet(nn.Module):
         if scale is not None:
             out = out * scale
         # training crops are too small for a precise count; the anchor is part of inference only
-        return anchor_mean(out, x) if self.anchor_mean and not self.training else out
+        return anchor_mean(out, rate_map) if self.anchor_mean and not self.training else out
 
     def _head(self, y: Tensor) -> Tensor:
         if self.training:

@@ -105,8 +105,9 @@ class RealTimeNet(nn.Module):
         feats = torch.cat([pointwise(self.temporal, x), tfi_center(x, self.search, self.fallback)], dim=1)
         feats = F.pad(feats, (0, (-w) % 4, 0, (-h) % 4), mode="replicate")
         net_in = feats
+        rate_map = x.mean(dim=1, keepdim=True)
         if self.normalize:
-            scale = local_rate(F.pad(x.mean(dim=1, keepdim=True), (0, (-w) % 4, 0, (-h) % 4), mode="replicate"))
+            scale = local_rate(F.pad(rate_map, (0, (-w) % 4, 0, (-h) % 4), mode="replicate"))
             feats = feats / scale
             net_in = torch.cat([feats, torch.log(scale)], dim=1)
         half = self.down(net_in)
@@ -116,4 +117,4 @@ class RealTimeNet(nn.Module):
             out = out * scale
         out = out[..., :h, :w]
         # training crops are too small for a precise count; the anchor is part of inference only
-        return anchor_mean(out, x) if self.anchor_mean and not self.training else out
+        return anchor_mean(out, rate_map) if self.anchor_mean and not self.training else out
