@@ -39,7 +39,7 @@ from .features import tfi, tfp
 from .model_files import first_line
 
 CLASSICAL = ("tfp", "tfi")
-SHIPPED = ("ssml-rt", "ssml-full", "ssml")  # "ssml": the earlier name of ssml-rt
+SHIPPED = ("ssml-rt", "ssml-full", "ssml-duo", "ssml")  # "ssml": the earlier name of ssml-rt
 NETWORK_WINDOW_FRAMES = 41  # every SSML network takes 41-frame windows (docs/models.md#networks)
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 PROBE_SIZE = 32  # load-time probe window: 41 x 32 x 32 (deep U-Nets need a few halvings)
@@ -299,7 +299,7 @@ def _load_artifact(path: str, options: RuntimeOptions) -> TorchReconstructor:
 
     name = os.path.basename(path)
     if not os.path.isfile(path):
-        raise ModelError(f"model file not found: {path} (give tfp, tfi, ssml-rt, ssml-full or a .pt/.pt2 path)")
+        raise ModelError(f"model file not found: {path} (give tfp, tfi, ssml-rt, ssml-full, ssml-duo or a .pt/.pt2 path)")
     kind, loaded = load_model_file(path, map_location=_resolve_device(options.compute))
     if kind == RECORD:
         model, meta = models.model_from_record(loaded, path)
@@ -312,7 +312,7 @@ def _load_artifact(path: str, options: RuntimeOptions) -> TorchReconstructor:
 
 def load_model(name_or_path: str, compute: str = "auto", *, precision: str = "auto",
                threads: int | None = None, options: RuntimeOptions | None = None) -> Reconstructor:
-    """tfp | tfi | ssml-rt | ssml-full | PATH (.pt TorchScript or shipped weights, .pt2 torch.export)."""
+    """tfp | tfi | ssml-rt | ssml-full | ssml-duo | PATH (.pt TorchScript or shipped weights, .pt2 torch.export)."""
     options = options or RuntimeOptions(compute=compute, precision=precision, threads=threads)
     check_threads(options.threads)
     name = os.fspath(name_or_path)
@@ -326,6 +326,6 @@ def load_model(name_or_path: str, compute: str = "auto", *, precision: str = "au
     elif os.sep in name or name.endswith((".pt", ".pt2", ".ts", ".pth")) or os.path.exists(name):
         rec = _load_artifact(name, options)
     else:
-        raise ModelError(f"unknown model {name!r}: use tfp, tfi, ssml-rt, ssml-full or a path to a .pt/.pt2 file")
+        raise ModelError(f"unknown model {name!r}: use tfp, tfi, ssml-rt, ssml-full, ssml-duo or a path to a .pt/.pt2 file")
     rec.probe()
     return rec

@@ -48,8 +48,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     rec = p.add_argument_group("reconstruction")
     rec.add_argument("--model", default="ssml-rt", metavar="NAME|PATH",
-                     help="tfp, tfi, ssml-rt (shipped real-time network; ssml also accepted), ssml-full, or a TorchScript .pt / "
-                          "torch.export .pt2 / weights file (default ssml)")
+                     help="tfp, tfi, ssml-rt (shipped real-time network; ssml also accepted), ssml-duo (two rt networks "
+                          "and a motion gate: better on fast motion and photon noise, half the frame rate), ssml-full, "
+                          "or a TorchScript .pt / torch.export .pt2 / weights file (default ssml-rt)")
     rec.add_argument("--window", type=positive_int, default=41, metavar="N", help="window length, odd (default 41)")
     rate = rec.add_mutually_exclusive_group()
     rate.add_argument("--stride", type=positive_int, metavar="N",

@@ -205,7 +205,7 @@ def main(argv=None) -> int:
     default_data = shared_data() / "reds_base" / "test"
     p = OneLineParser(prog="ssml-eval", description=__doc__, epilog=EXAMPLES,
                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("models", nargs="*", help="shipped names (ssml-rt, ssml-full), weights files, ssml-train "
+    p.add_argument("models", nargs="*", help="shipped names (ssml-rt, ssml-full, ssml-duo), weights files, ssml-train "
                    "checkpoints, TorchScript files or .pt2 exports")
     p.add_argument("--data", action="append", help=".dat files or folders with NAME.png ground truth "
                    f"(default: {default_data.resolve()})")

@@ -4,6 +4,7 @@ Every network maps a B x 41 x H x W float window of spikes (0/1) to B x 1 x H x 
 - "bsn":  blind-spot network (training only), bsn.py
 - "nbsn": the paper's non-blind network, nbsn.py
 - "rt":   a small real-time non-blind network for live use, rt.py
+- "duo":  two rt networks blended per pixel by how much the scene moves, duo.py
 
 Weight files (`save_weights`) hold an fp16 state_dict with arch, config and meta in one torch file,
 plus a human-readable `<path>.json` with the same arch/config/meta.
@@ -21,18 +22,21 @@ from torch import nn
 from ..errors import ModelError
 from ..model_files import first_line, load_record
 from .bsn import BlindSpotNet, BsnConfig
+from .duo import DuoConfig, DuoNet
 from .nbsn import NbsnConfig, NonBlindNet
 from .rt import RealTimeNet, RtConfig
 
 __all__ = ["build_model", "save_weights", "load_weights", "ARCHS", "SHIPPED", "WEIGHTS_DIR",
-           "BlindSpotNet", "NonBlindNet", "RealTimeNet", "BsnConfig", "NbsnConfig", "RtConfig"]
+           "BlindSpotNet", "NonBlindNet", "RealTimeNet", "DuoNet", "BsnConfig", "NbsnConfig", "RtConfig", "DuoConfig"]
 
-ARCHS = {"bsn": (BlindSpotNet, BsnConfig), "nbsn": (NonBlindNet, NbsnConfig), "rt": (RealTimeNet, RtConfig)}
+ARCHS = {"bsn": (BlindSpotNet, BsnConfig), "nbsn": (NonBlindNet, NbsnConfig), "rt": (RealTimeNet, RtConfig),
+         "duo": (DuoNet, DuoConfig)}
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
-SHIPPED = {"ssml-rt": "ssml-rt.pt", "ssml-full": "ssml-full.pt"}
+SHIPPED = {"ssml-rt": "ssml-rt.pt", "ssml-full": "ssml-full.pt", "ssml-duo": "ssml-duo.pt"}
 SHIPPED_ALIASES = {"ssml": "ssml-rt"}  # the earlier name, still accepted
 FORMAT_TAG = "ssml-weights-v1"
-TRAIN_HINT = {"ssml-rt": "ssml-train --nbsn rt", "ssml-full": "ssml-train --nbsn full"}
+TRAIN_HINT = {"ssml-rt": "ssml-train --nbsn rt", "ssml-full": "ssml-train --nbsn full",
+              "ssml-duo": "python -m ssml_stream.train.duo build"}
 
 
 def build_model(arch: str, **config) -> nn.Module:

@@ -101,11 +101,17 @@ class RealTimeNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """x: B x 41 x H x W spikes (0/1) -> B x 1 x H x W firing rate."""
-        h, w = x.shape[-2], x.shape[-1]
-        feats = torch.cat([pointwise(self.temporal, x), tfi_center(x, self.search, self.fallback)], dim=1)
-        feats = F.pad(feats, (0, (-w) % 4, 0, (-h) % 4), mode="replicate")
-        net_in = feats
         rate_map = x.mean(dim=1, keepdim=True)
+        out = self.from_features(pointwise(self.temporal, x), tfi_center(x, self.search, self.fallback), rate_map)
+        # training crops are too small for a precise count; the anchor is part of inference only
+        return anchor_mean(out, rate_map) if self.anchor_mean and not self.training else out
+
+    def from_features(self, temporal: Tensor, tfi: Tensor, rate_map: Tensor) -> Tensor:
+        """Everything after the 41 frames are read (the duo shares that read between two networks):
+        B x temporal_ch maps, B x 1 TFI and B x 1 window rate -> B x 1 x H x W rate, unanchored."""
+        h, w = rate_map.shape[-2], rate_map.shape[-1]
+        feats = F.pad(torch.cat([temporal, tfi], dim=1), (0, (-w) % 4, 0, (-h) % 4), mode="replicate")
+        net_in = feats
         if self.normalize:
             scale = local_rate(F.pad(rate_map, (0, (-w) % 4, 0, (-h) % 4), mode="replicate"))
             feats = feats / scale
@@ -115,6 +121,4 @@ class RealTimeNet(nn.Module):
         out = self.to_full(y) + pointwise(self.skip, feats)
         if self.normalize:
             out = out * scale
-        out = out[..., :h, :w]
-        # training crops are too small for a precise count; the anchor is part of inference only
-        return anchor_mean(out, rate_map) if self.anchor_mean and not self.training else out
+        return out[..., :h, :w]
