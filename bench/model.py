@@ -30,7 +30,8 @@ def parse_args(argv):
     p = bench_parser("model", __doc__, "ssml-bench model", "ssml-bench model --arch rt --threads 2 --iters 100",
                      "ssml-bench model --weights ssml-rt ssml-full --json out/model.json",
                      "ssml-bench model --device cuda --full-iters 10")
-    p.add_argument("--arch", nargs="+", default=["rt", "nbsn"], choices=["rt", "nbsn"])
+    p.add_argument("--arch", nargs="+", default=["rt", "nbsn"], choices=["rt", "duo", "nbsn"],
+                   help="duo: two rt networks and a motion gate (timed like rt)")
     add_threads(p, "1 2; one set of rows each", nargs="+", default=[1, 2])
     add_frame_size(p)
     p.add_argument("--iters", type=positive_int, default=40, help="timed runs per rt variant")
@@ -129,12 +130,13 @@ def main(argv=None) -> int:
         params = sum(p.numel() for p in model.parameters())
         gmac = gmac_per_frame(model, args.height, args.width)
         model = model.to(args.device)
-        iters = args.iters if arch == "rt" else args.full_iters
-        variants = args.variants if arch == "rt" else args.full_variants
+        small = arch in ("rt", "duo")
+        iters = args.iters if small else args.full_iters
+        variants = args.variants if small else args.full_variants
         for threads in args.threads if args.device == "cpu" else [torch.get_num_threads()]:
             torch.set_num_threads(threads)
             fns = {v: make_variant(model, x, v) for v in variants}
-            timed = time_interleaved(fns, iters, warmup=3 if arch == "rt" else 1)
+            timed = time_interleaved(fns, iters, warmup=3 if small else 1)
             reference = fns["eager"]() if "eager" in fns else None
             for variant, fn in fns.items():
                 median, best = timed[variant]

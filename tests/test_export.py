@@ -112,6 +112,20 @@ def test_weights_format_writes_fp16_weights_with_training_metadata(tmp_path):
     assert meta["training_command"] == "ssml-train data --nbsn rt" and meta["steps"] == 123
     assert meta["wall_time_min"] == 10.0 and meta["eval"]["summary"]["psnr_mean"] == 33.0
     assert _json.loads((tmp_path / "w" / "ssml-rt.pt.json").read_text())["meta"]["steps"] == 123
+    assert meta["loss"] == "MSE(BSN, tfi label) + 0.01 * MSE(NBSN, BSN)"
     x = example_input(24, 24)
     with torch.no_grad():
         assert (model(x) - eager(x)).abs().max() < 5e-3  # fp16 storage
+
+
+def test_weights_loss_text_names_every_term():
+    """The exported loss names the teachers and the BSN teaching of --worlds-hard crops (train/loop.py)."""
+    from ssml_stream.train.export import weights_meta
+
+    args = {"label": "adaptive", "mutual_weight": 0.01, "light_weighting": True, "worlds_hard": 60,
+            "distill_from": ["ssml-full"], "distill_rates": [[[0.0, 0.08]]], "distill_weight": 1.0}
+    loss = weights_meta({"args": args})["loss"]
+    assert loss == ("MSE(BSN, adaptive label) + 0.01 * MSE(NBSN, BSN), each crop weighted by 1 / (mean rate + 0.01)"
+                    " + 1 * MSE(NBSN, teacher ssml-full on crops with mean rate in [0, 0.08])"
+                    " + 1 * MSE(NBSN, BSN detached) on crops of the 60 --worlds-hard clips, which skip the teachers")
+    assert "worlds-hard" not in weights_meta({"args": {**args, "distill_from": [], "distill_rates": []}})["loss"]

@@ -81,29 +81,40 @@ def save_exported(model: nn.Module, out: Path, example: torch.Tensor, dynamic: b
     return is_dynamic
 
 
-def weights_meta(ckpt: dict, eval_json: str | None = None, eval_name: str | None = None) -> dict:
-    """Metadata for shipped weights: how they were trained and what they measured."""
+def _loss_text(args: dict) -> str:
+    """The training loss of a run, as text, from its checkpoint's arguments (train/loop.py's terms)."""
     from .loop import teacher_plan
 
+    weight = args.get("distill_weight", 1.0)
+    teachers = teacher_plan(args.get("distill_from"), args.get("distill_rates"))
+    text = "MSE(BSN, %s label) + %g * MSE(NBSN, BSN)" % (args.get("label", "tfi"), args.get("mutual_weight", 0.01))
+    if args.get("light_weighting"):
+        text += ", each crop weighted by 1 / (mean rate + 0.01)"
+    for spec, ranges in teachers:
+        where = "" if ranges is None else " on crops with mean rate in " + " or ".join(f"[{lo:g}, {hi:g}]"
+                                                                                       for lo, hi in ranges)
+        text += " + %g * MSE(NBSN, teacher %s%s)" % (weight, spec, where)
+    if teachers and args.get("worlds_hard"):
+        text += " + %g * MSE(NBSN, BSN detached) on crops of the %d --worlds-hard clips, which skip the teachers" % (
+            weight, args["worlds_hard"])
+    return text
+
+
+def weights_meta(ckpt: dict, eval_json: str | None = None, eval_name: str | None = None) -> dict:
+    """Metadata for shipped weights: how they were trained and what they measured."""
     import platform
     import time
 
     args = ckpt.get("args", {})
     meta = {
         "training_command": " && ".join(ckpt.get("commands") or [args.get("command", "")]),
-        "data": {"dat": args.get("dat", []), "sim": args.get("sim", []),
-                 "sim_frames": args.get("sim_frames"), "seed": args.get("seed")},
+        "data": {"dat": args.get("dat", []), "sim": args.get("sim", []), "sim_frames": args.get("sim_frames"),
+                 "worlds": args.get("worlds", 0), "worlds_hard": args.get("worlds_hard", 0), "seed": args.get("seed")},
         "steps": int(ckpt.get("step", 0)),
         "wall_time_min": round(float(ckpt.get("elapsed_s", 0.0)) / 60.0, 1),
         "threads": args.get("threads"), "amp": args.get("amp"), "batch_size": args.get("batch_size"),
         "crop": args.get("crop"), "lr": args.get("lr"),
-        "loss": ("MSE(BSN, %s label) + %g * MSE(NBSN, BSN)" % (args.get("label", "tfi"), args.get("mutual_weight", 0.01)))
-                + (", each crop weighted by 1 / (mean rate + 0.01)" if args.get("light_weighting") else "")
-                + "".join(" + %g * MSE(NBSN, teacher %s%s)" % (
-                    args.get("distill_weight", 1.0), spec,
-                    "" if ranges is None else " on crops with mean rate in " + " or ".join(f"[{lo:g}, {hi:g}]"
-                                                                                             for lo, hi in ranges))
-                    for spec, ranges in teacher_plan(args.get("distill_from"), args.get("distill_rates"))),
+        "loss": _loss_text(args),
         "train_val_psnr_nbsn_best": ckpt.get("best_psnr"),
         "exported": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": f"{platform.machine()} {platform.processor() or ''}".strip() + f", torch {torch.__version__}",
