@@ -44,6 +44,7 @@ from .errors import ConfigError, SsmlError
 from .formats import RATE_GAIN, open_writer
 from .lanes import Lanes
 from .npzstream import NpzSaver
+from .pixel_gain import gain_beside, gain_path_for
 from .drivers.pacing import check_speed
 from .ring import Ring
 from .run_stats import LatencyStats, SilenceWatch, StageTimes, Summary
@@ -239,6 +240,10 @@ class Pipeline:
             self.saver = NpzSaver(npz_path(c.save_path), self.height, self.width) if c.save_path else None
             if self.saver:
                 self._closers.append(self.saver.close)
+            # a pixel gain map learnt by --adapt beside the weights (pixel_gain.py): applied to every output
+            self.gain_map = gain_beside(c.model, self.height, self.width)
+            if self.gain_map is not None:
+                self.log(f"pixel gain map from {gain_path_for(c.model)} (spread {100 * float(self.gain_map.std()):.1f} %)")
             self.adapter = None
             if c.adapt is not None:
                 from .train.adapt import Adapter  # training code is imported only when adapting
@@ -255,6 +260,10 @@ class Pipeline:
         self.frames_recorded = 0
         self.latency = LatencyStats()
         self._seq = 0
+
+    def install_gain(self, gain: np.ndarray | None) -> None:
+        """Divide every output from the next window on by this H x W map (one reference, like the model)."""
+        self.gain_map = gain
 
     def install_model(self, rec) -> None:
         """Use `rec` from the next window on (one reference: the reconstruct loop reads it per window);
@@ -293,6 +302,9 @@ class Pipeline:
                 cursor.wait(1, 0.05)
 
     def _emit(self, frame: np.ndarray, center: int, capture_ns: int) -> None:
+        gain = self.gain_map
+        if gain is not None:
+            np.divide(frame, gain, out=frame)
         half = self.config.window_frames // 2
         out = Output(frame, center, center - half, center + half, int(capture_ns))
         while not self.stop_event.is_set():

@@ -210,7 +210,8 @@ def adapt_line(stats: dict) -> str | None:
 
     since = shown("adapt_since_swap_s", ".0f")   # not a number before the first swap
     return (f"adapt steps {shown('adapt_steps')}  loss {shown('adapt_loss', '.2e')}  swaps {shown('adapt_swaps')}"
-            + (f" (last {since} s ago)" if since != "-" else "") + f"  poisoned {shown('adapt_poisoned')}")
+            + (f" (last {since} s ago)" if since != "-" else "") + f"  poisoned {shown('adapt_poisoned')}"
+            + (f"  pixel gain ±{100 * stats['adapt_gain_std']:.1f} %" if shown("adapt_gain_std") != "-" else ""))
 
 
 # ---------------------------------------------------------------- the viewer

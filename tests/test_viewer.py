@@ -231,6 +231,9 @@ def test_panel_shows_adapt_counters_only_when_the_stream_adapts(tmp_path):
     assert adapt_line({"adapt_steps": "many", "adapt_loss": [1], "adapt_since_swap_s": True}) == \
         "adapt steps -  loss -  swaps -  poisoned -"
     assert adapt_line(plain) is None
+    # with a pixel gain map in use (its spread), and NaN while there is none
+    assert adapt_line({**adapting, "adapt_gain_std": 0.085}).endswith("poisoned 3  pixel gain ±8.5 %")
+    assert adapt_line({**adapting, "adapt_gain_std": math.nan}).endswith("poisoned 3")
 
 
 # ---------------------------------------------------------------- processes

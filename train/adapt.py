@@ -28,7 +28,12 @@ kernels do not queue behind its kernels; that stream is synchronised before a sw
    a copy of the NBSN a new reconstructor, traced and warmed up on this thread (off the hot path);
    `install` hands it to the pipeline, which swaps one reference between two windows. `save_path`
    is rewritten atomically (NBSN weights, and the BSN beside them as NAME-bsn.pt) at every swap and
-   at close.
+   at close;
+5. every sampled window also feeds a `PixelGainEstimator` (ssml_stream/pixel_gain.py): the sensor's
+   per-pixel gain, which SSML cannot learn (the label carries it), estimated where the scene moves.
+   At every check a map, once there is one, goes to the pipeline through `install_gain` (outputs are
+   divided by it) and is saved beside the weights as NAME-gain.npy. The held-out score cannot judge
+   it (its label has the pattern in it); the estimator's own statistics decide.
 """
 from __future__ import annotations
 
@@ -49,6 +54,7 @@ import torch.nn.functional as F
 from ..errors import ConfigError, ModelError
 from ..models import bsn_path_for, save_weights
 from ..models.features import adaptive_label
+from ..pixel_gain import PixelGainEstimator, gain_path_for, save_gain_atomic
 from ..ring import Cursor
 from ..runtime import CLASSICAL, NETWORK_WINDOW_FRAMES, RuntimeOptions, TorchReconstructor
 from ..unpack import unpack_into
@@ -122,6 +128,7 @@ class Adapter:
 
     def __init__(self, ring, height: int, width: int, stored_width: int, model: str, *,
                  install: Callable[[TorchReconstructor], None], ready: Callable[[], bool] = lambda: True,
+                 install_gain: Callable[[np.ndarray], None] = lambda gain: None, gain: np.ndarray | None = None,
                  runtime: RuntimeOptions | None = None, name: str | None = None,
                  options: AdaptOptions | None = None, log: Callable[[str], None] = print,
                  stop: threading.Event | None = None):
@@ -144,6 +151,10 @@ class Adapter:
         self.nbsn_arch, self.nbsn_config, self.bsn_config = init.nbsn_arch, init.nbsn_config, init.bsn_config
         self.runtime = runtime or RuntimeOptions(compute="cpu", threads=1)  # compute: "cpu" or "cuda"
         self.install, self.ready, self.log = install, ready, log
+        self.install_gain = install_gain
+        self.gain_estimator = PixelGainEstimator(height, width)
+        self.gain = gain              # the map in use (loaded with the weights, then estimated here)
+        self.gain_std = math.nan if gain is None else float(gain.std())
         self.rng = np.random.default_rng(o.seed)
         self.pool = np.zeros((o.pool_crops, WINDOW, o.crop, o.crop), np.uint8)
         self.pool_count = 0  # crops ever added; slot = count % pool_crops
@@ -179,6 +190,7 @@ class Adapter:
         c = pipeline.config
         return cls(pipeline.ring, pipeline.height, pipeline.width, pipeline.stored_width, c.model,
                    install=pipeline.install_model, ready=lambda: pipeline.windows_out > 0,
+                   install_gain=pipeline.install_gain, gain=pipeline.gain_map,
                    runtime=RuntimeOptions(compute=pipeline.rec.device, precision=c.precision, threads=1),
                    name=pipeline.rec.name, options=AdaptOptions.from_dict(options), log=pipeline.log,
                    stop=pipeline.stop_event)
@@ -207,13 +219,15 @@ class Adapter:
         since = time.monotonic() - self.last_swap if self.swaps else math.nan
         return {"adapt_steps": self.steps, "adapt_loss": self.loss, "adapt_live_score": self.live_score,
                 "adapt_swaps": self.swaps, "adapt_since_swap_s": round(since, 1),
-                "adapt_poisoned": self.poisoned}
+                "adapt_poisoned": self.poisoned, "adapt_gain_std": self.gain_std}
 
     @staticmethod
     def status_text(stats: dict) -> str:
         since = stats["adapt_since_swap_s"]
+        gain = stats["adapt_gain_std"]
         return (f"  adapt steps {stats['adapt_steps']} loss {stats['adapt_loss']:.2e} swaps {stats['adapt_swaps']}"
-                + (f" ({since:.0f} s ago)" if math.isfinite(since) else ""))
+                + (f" ({since:.0f} s ago)" if math.isfinite(since) else "")
+                + (f" pixel gain ±{100 * gain:.1f} %" if math.isfinite(gain) else ""))
 
     def save(self) -> None:
         """Write the live pair to `save_path` (NBSN) and its BSN beside it, atomically."""
@@ -222,8 +236,11 @@ class Adapter:
                 "held_out_score": self.live_score, "adapt_lr": self.options.lr,
                 "saved": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         path = Path(self.options.save_path)
+        gain = self.gain
         with self._save_lock:
             save_weights_atomic(bsn_path_for(path), live.bsn, "bsn", self.bsn_config, meta)
+            if gain is not None:  # before the weights: a reader that sees the new weights sees their map
+                save_gain_atomic(gain_path_for(path), gain)
             save_weights_atomic(path, live.nbsn, self.nbsn_arch, self.nbsn_config, meta)
 
     # ----- the thread ------------------------------------------------------------------------------
@@ -272,6 +289,7 @@ class Adapter:
             return  # not enough new frames since the last sample
         c, frames = self.options.crop, self.frames
         unpack_into(self.packed, frames, self.stored_width)
+        self.gain_estimator.add(frames)
         holding_out = len(self.holdout) < self.options.holdout_windows * self.options.crops_per_window
         if holding_out:
             self.holdout_started = self.holdout_started if self.holdout else time.monotonic()
@@ -334,7 +352,12 @@ class Adapter:
             nbsn.train(was_training)
 
     def _check(self) -> None:
-        """Swap the trained NBSN in when it scores better on the held-out set and every weight is finite."""
+        """Install the newest pixel gain map; swap the trained NBSN in when it scores better on the
+        held-out set and every weight is finite."""
+        gain, info = self.gain_estimator.estimate()
+        if gain is not None:
+            self.gain, self.gain_std = gain, info["gain_std"]
+            self.install_gain(gain)
         if not all(torch.isfinite(p).all() for p in self.pair.parameters()):
             self._reset_to_live()
             return

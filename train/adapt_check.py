@@ -88,7 +88,8 @@ def render(folder: Path, names, n_frames: int = 4000, size=SIZE) -> None:
 
 def score(base: str, models: dict[str, str]) -> dict[str, float]:
     """Mean PSNR of each model (column -> name or path) over the ground-truth windows of scene `base`
-    (BASE.npy, BASE-gt.npz)."""
+    (BASE.npy, BASE-gt.npz); a pixel gain map saved beside adapted weights is applied, as the stream does."""
+    from ..pixel_gain import gain_beside
     from ..runtime import load_model
 
     frames = np.load(f"{base}.npy", mmap_mode="r")
@@ -97,7 +98,9 @@ def score(base: str, models: dict[str, str]) -> dict[str, float]:
     out = {}
     for column, spec in models.items():
         model = load_model(spec, "cpu", threads=2)
-        out[column] = float(np.mean([psnr(rate_to_intensity(model(np.array(frames[k - half:k + half + 1])),
+        gain = gain_beside(spec, *frames.shape[1:])
+        gain = 1.0 if gain is None else gain
+        out[column] = float(np.mean([psnr(rate_to_intensity(model(np.array(frames[k - half:k + half + 1])) / gain,
                                                           float(gt["rate_gain"])), truth)
                                    for k, truth in zip(gt["frames"], gt["gt"])]))
     return out
