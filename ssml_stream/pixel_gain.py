@@ -18,7 +18,10 @@ map or None:
 - only where the scene moved: a pixel's variance over time, box-averaged over 21 px, against the mean
   spatial variance of a window's rates ramps a per-pixel `moving` weight from 0 (still: 0.2) to 1
   (0.5). A still region keeps gain 1 whatever its texture; with too few moving pixels there is no map.
-Gain = 1 + s * moving * r, clipped to [0.5, 2]; the reconstruction is divided by it (pipeline).
+- a pixel whose long-run rate is more than 50 % off its neighbours' on a moving scene is a defect (hot
+  or dead), not texture: it stays out of those statistics and is corrected in full.
+Gain = 1 + s * moving * r (s = 1 for defects), clipped to [0.5, 2]; the reconstruction is divided by it
+(pipeline).
 """
 from __future__ import annotations
 
@@ -34,6 +37,7 @@ MOTION_BOX = 21         # px: a pixel's variation over time is averaged over thi
 MOVING_LOW, MOVING_HIGH = 0.2, 0.5   # variation over time / spatial variance: still below, moving above
 MIN_WINDOWS = 100       # windows before any estimate
 MIN_MOVING_SHARE = 0.05  # share of the pixels that must have moved
+DEFECT = 0.5            # a long-run rate 50 % off its neighbours' on a moving scene: a defect, not texture
 GAIN_RANGE = (0.5, 2.0)
 
 
@@ -74,14 +78,16 @@ class PixelGainEstimator:
         info["moving_share"] = float(use.mean())
         if info["moving_share"] < MIN_MOVING_SHARE:
             return None, info
-        r = np.where(use, raw - raw[use].mean(), 0)
-        var = float((r[use] ** 2).mean())
-        pairs = (use[1:, :] & use[:-1, :], use[:, 1:] & use[:, :-1])
+        defect = np.abs(raw) > DEFECT   # hot or dead pixels: corrected in full, kept out of the statistics
+        fair = use & ~defect
+        r = np.where(fair, raw - raw[fair].mean(), 0)
+        var = float((r[fair] ** 2).mean())
+        pairs = (fair[1:, :] & fair[:-1, :], fair[:, 1:] & fair[:, :-1])
         neighbour = float(np.mean([(r[1:, :] * r[:-1, :])[pairs[0]].mean(), (r[:, 1:] * r[:, :-1])[pairs[1]].mean()]))
-        noise = float((over_time / self.n / np.maximum(local, 1e-4) ** 2)[use].mean())
+        noise = float((over_time / self.n / np.maximum(local, 1e-4) ** 2)[fair].mean())
         share = float(np.clip((var - max(neighbour, 0.0) - noise) / var, 0, 1)) if var > 0 else 0.0
         info["pattern_share"] = share
-        gain = np.clip(1 + share * moving * raw, *GAIN_RANGE).astype(np.float32)
+        gain = np.clip(1 + np.where(defect, 1.0, share) * moving * raw, *GAIN_RANGE).astype(np.float32)
         info["gain_std"] = float(gain[use].std())
         return gain, info
 

@@ -63,6 +63,18 @@ def test_no_pattern_no_correction(rng):
     assert gain is None or np.abs(gain - 1).max() < 0.02, info
 
 
+def test_hot_pixels_are_corrected_without_inventing_a_pattern(rng):
+    spikes = scene(rng, np.ones((SIZE, SIZE), np.float32))
+    hot = (np.array([10, 20, 30]), np.array([12, 25, 40]))
+    spikes[:, hot[0], hot[1]] = rng.random((len(spikes), 3)) < 0.9   # fire in 90 % of the frames, whatever the light
+    gain, info = estimate(spikes, rng)
+    assert gain is not None and info["pattern_share"] < 0.1
+    assert np.all(gain[hot] > 1.5)
+    others = np.ones(gain.shape, bool)
+    others[hot] = False
+    assert np.abs(gain[others] - 1).max() < 0.02
+
+
 def test_a_still_scene_is_never_corrected(rng):
     # texture and a threshold pattern cannot be told apart on a still scene: no map at all
     spikes = scene(rng, pattern(rng), moving=np.zeros(SIZE, bool))
