@@ -102,9 +102,9 @@ def test_poisoned_steps_are_skipped_and_the_stream_goes_on(tmp_path, spawn, monk
     real_batch = Adapter._batch
 
     def poisoned_batch(self):
-        x = real_batch(self)
+        x, gain = real_batch(self)
         x[0, 0, 0, 0] = float("nan")
-        return x
+        return x, gain
 
     monkeypatch.setattr(Adapter, "_batch", poisoned_batch)
     save = tmp_path / "p.pt"
@@ -207,6 +207,23 @@ def test_weights_that_are_not_finite_are_never_swapped_in(sim_64):
     assert states_equal(adapter.pair, adapter._live)  # reset to the live weights
     adapter._step()
     assert adapter.steps == 1
+
+
+def test_steps_and_scores_see_the_output_over_the_pixel_gain_map(sim_64):
+    """With a gain map in use the NBSN is trained and scored on what the stream shows (its output over
+    the map, the label likewise): a map of 2 everywhere quarters the score; the crops of a batch come
+    with the map under them, turned the way the crop was."""
+    adapter, _ = fed_adapter(sim_64, samples=3, holdout_windows=1, crops_per_window=2, batch_size=2)
+    plain = adapter._held_out_score(adapter._live.nbsn)
+    adapter.gain = np.full((64, 64), 2.0, np.float32)
+    assert adapter._held_out_score(adapter._live.nbsn) == pytest.approx(plain / 4, rel=1e-5)
+    ramp = np.tile(np.arange(64, dtype=np.float32), (64, 1)) / 64 + 0.5   # grows to the right
+    adapter.gain = ramp
+    x, gain = adapter._batch()
+    assert x.shape == (2, 41, 40, 40) and gain.shape == (2, 1, 40, 40)
+    assert all(float(g.std()) > 0 for g in gain)   # a real crop of the ramp, not a constant
+    adapter._step()
+    assert adapter.steps == 1 and np.isfinite(adapter.loss)
 
 
 def test_the_adapter_never_holds_up_a_lossless_producer(rng, spawn):

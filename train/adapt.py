@@ -30,10 +30,13 @@ kernels do not queue behind its kernels; that stream is synchronised before a sw
    is rewritten atomically (NBSN weights, and the BSN beside them as NAME-bsn.pt) at every swap and
    at close;
 5. every sampled window also feeds a `PixelGainEstimator` (ssml_stream/pixel_gain.py): the sensor's
-   per-pixel gain, which SSML cannot learn (the label carries it), estimated where the scene moves.
-   At every check a map, once there is one, goes to the pipeline through `install_gain` (outputs are
-   divided by it) and is saved beside the weights as NAME-gain.npy. The held-out score cannot judge
-   it (its label has the pattern in it); the estimator's own statistics decide.
+   per-pixel gain (fixed pattern), estimated where the scene moves. At every check a map, once there
+   is one, goes to the pipeline through `install_gain` (outputs are divided by it) and is saved beside
+   the weights as NAME-gain.npy. From then on steps and scores see what the stream shows: the NBSN's
+   output and the labels divided by the map (crops remember where they were cut). Without that, the
+   NBSN, pulled towards a BSN that cannot see a pixel's own pattern, learns to remove part of it
+   itself, and dividing by the map on top over-corrects (measured: -1.5 dB on the threshold-variation
+   scene). The live NBSN is re-scored whenever the map changes, so a swap compares like with like.
 """
 from __future__ import annotations
 
@@ -157,8 +160,10 @@ class Adapter:
         self.gain_std = math.nan if gain is None else float(gain.std())
         self.rng = np.random.default_rng(o.seed)
         self.pool = np.zeros((o.pool_crops, WINDOW, o.crop, o.crop), np.uint8)
+        self.pool_at = np.zeros((o.pool_crops, 2), np.int64)  # where each crop was cut (for the gain map)
         self.pool_count = 0  # crops ever added; slot = count % pool_crops
         self.holdout: list[np.ndarray] = []  # WINDOW x crop x crop each
+        self.holdout_at: list[tuple[int, int]] = []
         self.holdout_started = 0.0
         # counters read by stats() from other threads (plain ints/floats: atomic reads)
         self.steps = 0
@@ -278,7 +283,7 @@ class Adapter:
                 self._check()
                 next_check = time.monotonic() + o.every_s
             if time.monotonic() - self.holdout_started >= o.holdout_refresh_s:
-                self.holdout, self.live_score = [], math.nan
+                self.holdout, self.holdout_at, self.live_score = [], [], math.nan
 
     def _new_optimizer(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.pair.parameters(), lr=self.options.lr, betas=(0.9, 0.999), eps=1e-8)
@@ -298,23 +303,36 @@ class Adapter:
             x = int(self.rng.integers(0, self.width - c + 1))
             if holding_out:
                 self.holdout.append(frames[:, y:y + c, x:x + c].copy())
+                self.holdout_at.append((y, x))
             else:
                 self.pool[self.pool_count % len(self.pool)] = frames[:, y:y + c, x:x + c]
+                self.pool_at[self.pool_count % len(self.pool)] = (y, x)
                 self.pool_count += 1
 
-    def _batch(self) -> torch.Tensor:
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor | float]:
+        """(B x 41 x c x c spikes, B x 1 x c x c gain map under them, or 1.0 while there is no map)."""
         held = min(self.pool_count, len(self.pool))
         picks = self.rng.integers(0, held, self.options.batch_size)
         views = self.rng.integers(0, 8, self.options.batch_size)
         batch = np.stack([dihedral(self.pool[i], int(v)) for i, v in zip(picks, views)])
-        return torch.from_numpy(batch).to(self.device, torch.float32)
+        return (torch.from_numpy(batch).to(self.device, torch.float32),
+                self._gain_under([self.pool_at[i] for i in picks], views))
+
+    def _gain_under(self, places, views=None) -> torch.Tensor | float:
+        gain, c = self.gain, self.options.crop
+        if gain is None:
+            return 1.0
+        views = views if views is not None else [0] * len(places)
+        crops = np.stack([dihedral(gain[y:y + c, x:x + c], int(v))[None] for (y, x), v in zip(places, views)])
+        return torch.from_numpy(crops).to(self.device, torch.float32)
 
     def _step(self) -> None:
-        x = self._batch()
+        x, gain = self._batch()
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.options.amp == "bf16"):
             bsn_out, nbsn_out = self.pair(x)
-        loss = mutual_loss(bsn_out.float(), nbsn_out.float(), adaptive_label(x), self.options.mutual_weight,
-                           weight=light_weight(x))["loss"]
+        # what the stream shows: the NBSN's output over the pixel gain; the label likewise
+        loss = mutual_loss(bsn_out.float(), nbsn_out.float() / gain, adaptive_label(x) / gain,
+                           self.options.mutual_weight, weight=light_weight(x))["loss"]
         if not torch.isfinite(loss):
             self.poisoned += 1
             return
@@ -332,12 +350,14 @@ class Adapter:
     @torch.no_grad()
     def _held_out_score(self, nbsn: torch.nn.Module) -> float:
         """Light-weighted MSE (fp32) between the NBSN's rate at pixels whose spikes it does not see
-        (a neighbour's instead) and those pixels' adaptive label, over the passes of BLIND_PASSES."""
+        (a neighbour's instead) and those pixels' adaptive label, both over the pixel gain map in use,
+        over the passes of BLIND_PASSES."""
         was_training = nbsn.training
         nbsn.eval()
         try:
             windows = torch.from_numpy(np.stack(self.holdout)).to(self.device, torch.float32)
             label, weight = adaptive_label(windows), light_weight(windows)
+            gain = self._gain_under(self.holdout_at)
             padded = F.pad(windows, (1, 1, 1, 1), mode="reflect")  # a border pixel's neighbours are real pixels
             c, chunk = windows.shape[-1], 2 * self.options.batch_size
             total = 0.0
@@ -346,7 +366,7 @@ class Adapter:
                 scored[dy::3, dx::3] = True
                 x = torch.where(scored, padded[..., 1 + oy:1 + oy + c, 1 + ox:1 + ox + c], windows)
                 rate = torch.cat([nbsn(x[i:i + chunk]) for i in range(0, len(x), chunk)])
-                total += float(((rate - label) ** 2 * weight * scored).sum())
+                total += float((((rate - label) / gain) ** 2 * weight * scored).sum())
             return total / label.numel()
         finally:
             nbsn.train(was_training)
@@ -358,6 +378,7 @@ class Adapter:
         if gain is not None:
             self.gain, self.gain_std = gain, info["gain_std"]
             self.install_gain(gain)
+            self.live_score = self._held_out_score(self._live.nbsn)  # under the new map, like the candidate
         if not all(torch.isfinite(p).all() for p in self.pair.parameters()):
             self._reset_to_live()
             return
