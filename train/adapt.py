@@ -36,7 +36,8 @@ kernels do not queue behind its kernels; that stream is synchronised before a sw
    output and the labels divided by the map (crops remember where they were cut). Without that, the
    NBSN, pulled towards a BSN that cannot see a pixel's own pattern, learns to remove part of it
    itself, and dividing by the map on top over-corrects (measured: -1.5 dB on the threshold-variation
-   scene). The live NBSN is re-scored whenever the map changes, so a swap compares like with like.
+   scene). For the same reason the first step waits for the first decision on a map (100 samples,
+   about 10 s). The live NBSN is re-scored whenever the map changes, so a swap compares like with like.
 """
 from __future__ import annotations
 
@@ -57,6 +58,7 @@ import torch.nn.functional as F
 from ..errors import ConfigError, ModelError
 from ..models import bsn_path_for, save_weights
 from ..models.features import adaptive_label
+from .. import pixel_gain
 from ..pixel_gain import PixelGainEstimator, gain_path_for, save_gain_atomic
 from ..ring import Cursor
 from ..runtime import CLASSICAL, NETWORK_WINDOW_FRAMES, RuntimeOptions, TorchReconstructor
@@ -158,6 +160,7 @@ class Adapter:
         self.gain_estimator = PixelGainEstimator(height, width)
         self.gain = gain              # the map in use (loaded with the weights, then estimated here)
         self.gain_std = math.nan if gain is None else float(gain.std())
+        self._gain_decided = False
         self.rng = np.random.default_rng(o.seed)
         self.pool = np.zeros((o.pool_crops, WINDOW, o.crop, o.crop), np.uint8)
         self.pool_at = np.zeros((o.pool_crops, 2), np.int64)  # where each crop was cut (for the gain map)
@@ -272,9 +275,13 @@ class Adapter:
             if now >= next_sample:
                 next_sample = now + o.sample_every_s
                 self._sample()
-            if len(self.holdout) < o.holdout_windows * o.crops_per_window or self.pool_count < o.batch_size:
+            if len(self.holdout) < o.holdout_windows * o.crops_per_window or self.pool_count < o.batch_size \
+                    or self.gain_estimator.n < pixel_gain.MIN_WINDOWS:  # no step before the first gain decision
                 self._stop.wait(min(o.sample_every_s, max(0.0, next_sample - time.monotonic())))
                 continue
+            if not self._gain_decided:  # the first map, if the scene shows one, before the first step
+                self._update_gain()
+                self._gain_decided = True
             if math.isnan(self.live_score):  # a new held-out set: score the live NBSN on it
                 self.live_score = self._held_out_score(self._live.nbsn)
                 next_check = time.monotonic() + o.every_s
@@ -374,11 +381,7 @@ class Adapter:
     def _check(self) -> None:
         """Install the newest pixel gain map; swap the trained NBSN in when it scores better on the
         held-out set and every weight is finite."""
-        gain, info = self.gain_estimator.estimate()
-        if gain is not None:
-            self.gain, self.gain_std = gain, info["gain_std"]
-            self.install_gain(gain)
-            self.live_score = self._held_out_score(self._live.nbsn)  # under the new map, like the candidate
+        self._update_gain()
         if not all(torch.isfinite(p).all() for p in self.pair.parameters()):
             self._reset_to_live()
             return
@@ -398,6 +401,16 @@ class Adapter:
         self.last_swap = time.monotonic()
         if self.options.save_path:
             self.save()
+
+    def _update_gain(self) -> None:
+        """Install the estimator's newest pixel gain map, if it has one, and re-score the live NBSN under it."""
+        gain, info = self.gain_estimator.estimate()
+        if gain is None:
+            return
+        self.gain, self.gain_std = gain, info["gain_std"]
+        self.install_gain(gain)
+        if not math.isnan(self.live_score):
+            self.live_score = self._held_out_score(self._live.nbsn)  # under the new map, like the candidate
 
     def _reset_to_live(self) -> None:
         self.pair.load_state_dict(self._live.state_dict())
