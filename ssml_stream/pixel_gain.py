@@ -80,12 +80,15 @@ class PixelGainEstimator:
             return None, info
         defect = np.abs(raw) > DEFECT   # hot or dead pixels: corrected in full, kept out of the statistics
         fair = use & ~defect
-        r = np.where(fair, raw - raw[fair].mean(), 0)
-        var = float((r[fair] ** 2).mean())
         pairs = (fair[1:, :] & fair[:-1, :], fair[:, 1:] & fair[:, :-1])
-        neighbour = float(np.mean([(r[1:, :] * r[:-1, :])[pairs[0]].mean(), (r[:, 1:] * r[:, :-1])[pairs[1]].mean()]))
-        noise = float((over_time / self.n / np.maximum(local, 1e-4) ** 2)[fair].mean())
-        share = float(np.clip((var - max(neighbour, 0.0) - noise) / var, 0, 1)) if var > 0 else 0.0
+        share = 0.0
+        if pairs[0].any() and pairs[1].any():
+            r = np.where(fair, raw - raw[fair].mean(), 0)
+            var = float((r[fair] ** 2).mean())
+            neighbour = float(np.mean([(r[1:, :] * r[:-1, :])[pairs[0]].mean(),
+                                       (r[:, 1:] * r[:, :-1])[pairs[1]].mean()]))
+            noise = float((over_time / self.n / np.maximum(local, 1e-4) ** 2)[fair].mean())
+            share = float(np.clip((var - max(neighbour, 0.0) - noise) / var, 0, 1)) if var > 0 else 0.0
         info["pattern_share"] = share
         gain = np.clip(1 + np.where(defect, 1.0, share) * moving * raw, *GAIN_RANGE).astype(np.float32)
         info["gain_std"] = float(gain[use].std())

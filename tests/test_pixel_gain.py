@@ -150,9 +150,11 @@ def test_adapt_learns_installs_and_saves_the_gain_map(tmp_path, spawn, rng, monk
             run.join(0.5)
             deadline -= 0.5
         assert pipeline.gain_map is not None, "no gain map within 240 s"
-        outputs = pipeline.windows_out
-        while pipeline.windows_out < outputs + 5 and run.is_alive():
+        outputs, deadline = pipeline.windows_out, 60
+        while pipeline.windows_out < outputs + 5 and run.is_alive() and deadline > 0:   # outputs go on
             run.join(0.2)
+            deadline -= 0.2
+        assert pipeline.windows_out >= outputs + 5, "no outputs after the gain map was installed"
     finally:
         pipeline.stop()
     summary = run.result(60)

@@ -20,6 +20,7 @@ import numpy as np
 
 from ..cli_common import OneLineParser, cli_entry
 from ..errors import ModelError
+from ..models.duo import DuoConfig
 
 PICK_SEED = 4242          # rng seed of the validation clips (the clips' own seeds are training seeds)
 GATE_GRID = [(size, low, low + span) for size in (9, 21) for low in (0.75, 1.0, 1.5, 2.0) for span in (0.5, 1.5)]
@@ -109,9 +110,9 @@ def main(argv=None) -> int:
     k.add_argument("--clips", type=int, default=60)
     k.add_argument("--json", type=Path, help="write the table here")
     b.add_argument("out", type=Path)
-    b.add_argument("--gate-size", type=int, default=21)
-    b.add_argument("--gate-low", type=float, default=0.75)
-    b.add_argument("--gate-high", type=float, default=2.25)
+    b.add_argument("--gate-size", type=int, default=DuoConfig.gate_size)
+    b.add_argument("--gate-low", type=float, default=DuoConfig.gate_low)
+    b.add_argument("--gate-high", type=float, default=DuoConfig.gate_high)
     b.add_argument("--pick-table", type=Path, help="the JSON `pick --json` wrote, kept in the metadata")
     args = p.parse_args(argv)
     if args.command == "pick":

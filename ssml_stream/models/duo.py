@@ -11,8 +11,9 @@ pixel up to about one spike at any light level (an integrate-and-fire pixel fire
 pace). Their absolute difference in spikes, box-averaged over `gate_size` pixels, ramps the weight of
 `motion` from 0 at `gate_low` spikes to 1 at `gate_high`. The two networks run unanchored; the blend
 is anchored once (features.anchor_mean). The 41 frames are read once: the two networks' temporal maps,
-the half-window difference and the window rate come out of one matrix multiply, and TFI is shared
-(reading the frames is most of an rt forward on a CPU), so the duo costs well under two rt forwards.
+the half-window difference and the window rate come out of one matrix multiply, and TFI is shared; the
+rest of each network runs in full, so the duo costs about two rt forwards (README: 31.7 vs 14.1 ms).
+The gate defaults are the ones `train/duo.py pick` chose for the shipped file.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from torch import Tensor, nn
 from .features import anchor_mean, tfi_center
 from .rt import RealTimeNet, RtConfig
 
+
 @dataclass
 class DuoConfig:
     frames: int = 41
@@ -36,9 +38,9 @@ class DuoConfig:
     tfi_fallback: int = 24
     normalize: bool = True
     anchor_mean: bool = True   # inference: the blend's mean = the window's mean firing rate
-    gate_size: int = 9         # box (pixels) over which the half-window difference is averaged; odd
-    gate_low: float = 1.0      # mean count difference (spikes) at which `motion` starts to count
-    gate_high: float = 2.0     # ... and above which `motion` alone is used
+    gate_size: int = 21        # box (pixels) over which the half-window difference is averaged; odd
+    gate_low: float = 0.75     # mean count difference (spikes) at which `motion` starts to count
+    gate_high: float = 2.25    # ... and above which `motion` alone is used
 
     def rt_config(self) -> RtConfig:
         return RtConfig(frames=self.frames, temporal_ch=self.temporal_ch, width=self.width,
