@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cli_common import OneLineParser, cli_entry
+from ..cli_common import OneLineParser, cli_entry, positive_int
 from ..errors import ModelError
 from ..models.duo import DuoConfig
 
@@ -107,7 +107,7 @@ def main(argv=None) -> int:
     for q in (k, b):
         q.add_argument("still", help="rt weights for still, clean scenes (e.g. ssml-rt)")
         q.add_argument("motion", help="rt weights for motion and photon noise")
-    k.add_argument("--clips", type=int, default=60)
+    k.add_argument("--clips", type=positive_int, default=60)
     k.add_argument("--json", type=Path, help="write the table here")
     b.add_argument("out", type=Path)
     b.add_argument("--gate-size", type=int, default=DuoConfig.gate_size)
