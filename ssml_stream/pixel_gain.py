@@ -17,7 +17,8 @@ map or None:
   0, with one near 1 (measured: README);
 - only where the scene moved: a pixel's variance over time, box-averaged over 21 px, against the mean
   spatial variance of a window's rates ramps a per-pixel `moving` weight from 0 (still: 0.2) to 1
-  (0.5). A still region keeps gain 1 whatever its texture; with too few moving pixels there is no map.
+  (0.5). A still region keeps gain 1 whatever its texture; with too few moving pixels, or nothing to
+  correct, there is no map.
 - a pixel whose long-run rate is more than 50 % off its neighbours' on a moving scene is a defect (hot
   or dead), not texture: it stays out of those statistics and is corrected in full.
 Gain = 1 + s * moving * r (s = 1 for defects), clipped to [0.5, 2]; the reconstruction is divided by it
@@ -91,6 +92,8 @@ class PixelGainEstimator:
             share = float(np.clip((var - max(neighbour, 0.0) - noise) / var, 0, 1)) if var > 0 else 0.0
         info["pattern_share"] = share
         gain = np.clip(1 + np.where(defect, 1.0, share) * moving * raw, *GAIN_RANGE).astype(np.float32)
+        if np.all(gain == 1):   # no pattern and no defect: no map, so no division per frame and no file
+            return None, info
         info["gain_std"] = float(gain[use].std())
         return gain, info
 

@@ -20,6 +20,7 @@ from ssml_stream.pipeline import Pipeline
 from ssml_stream.ring import Ring
 from ssml_stream.runtime import load_model
 from ssml_stream.stream_cli import build_parser, config_from_args, main as stream_main
+from ssml_stream.train import adapt as adapt_module
 from ssml_stream.train.adapt import AdaptOptions, Adapter
 from ssml_stream.train.cli import main as train_main
 from ssml_stream.train.evaluate import load_model_fn
@@ -209,7 +210,7 @@ def test_weights_that_are_not_finite_are_never_swapped_in(sim_64):
     assert adapter.steps == 1
 
 
-def test_steps_and_scores_see_the_output_over_the_pixel_gain_map(sim_64):
+def test_steps_and_scores_see_the_output_over_the_pixel_gain_map(sim_64, monkeypatch):
     """With a gain map in use the NBSN is trained and scored on what the stream shows (its output over
     the map, the label likewise): a map of 2 everywhere quarters the score; the crops of a batch come
     with the map under them, turned the way the crop was."""
@@ -222,7 +223,22 @@ def test_steps_and_scores_see_the_output_over_the_pixel_gain_map(sim_64):
     x, gain = adapter._batch()
     assert x.shape == (2, 41, 40, 40) and gain.shape == (2, 1, 40, 40)
     assert all(float(g.std()) > 0 for g in gain)   # a real crop of the ramp, not a constant
+    seen = {}
+    real_loss = adapt_module.mutual_loss
+
+    def recording_loss(bsn_out, nbsn_out, label, *args, **kwargs):
+        seen.update(nbsn_out=nbsn_out, label=label)
+        return real_loss(bsn_out, nbsn_out, label, *args, **kwargs)
+
+    adapter.gain = np.full((64, 64), 2.0, np.float32)
+    real_batch = adapter._batch
+    monkeypatch.setattr(adapter, "_batch", lambda: seen.setdefault("batch", real_batch()))
+    monkeypatch.setattr(adapt_module, "mutual_loss", recording_loss)
+    adapter.pair.nbsn.register_forward_hook(lambda module, args, out: seen.setdefault("raw", out))
     adapter._step()
+    x = seen["batch"][0]
+    torch.testing.assert_close(seen["label"], adaptive_label(x) / 2)   # what the stream shows, label and
+    torch.testing.assert_close(seen["nbsn_out"], seen["raw"].float() / 2)   # output alike
     assert adapter.steps == 1 and np.isfinite(adapter.loss)
 
 
